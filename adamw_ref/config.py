@@ -67,7 +67,7 @@ def _enum(name: str, cls: type[E], value: object) -> E:
     try:
         return cls(value)
     except ValueError:
-        allowed = [m.value for m in cls]  # type: ignore[attr-defined]
+        allowed = [m.value for m in cls]
         raise ConfigError(name, value, f"unknown; expected one of {allowed}") from None
 
 
