@@ -15,6 +15,14 @@ arithmetic operations*, JFR 7(1), 2014). So each operation is exactly the binary
 Powers :math:`\beta^k` are evaluated in binary64 and rounded once (within one binary32 ulp of
 the correctly rounded power).
 
+**Scalars.** Quantities derived from hyperparameters and the step count
+(:math:`1-\beta_i`, :math:`\alpha\eta(c)`, :math:`s_t`, :math:`1\pm s_t`, :math:`1-\beta_i^k`,
+:math:`\sqrt{1-\beta_2^k}`) are computed in :attr:`Arithmetic.scalars` and converted once with
+:meth:`Arithmetic.lift`. For the binary formats that is binary64 rounded once to the working
+format, which is what PyTorch does with Python floats and what Keras and Optax do for
+:math:`1-\beta` (their bias corrections, computed in binary32, may differ by an ulp).
+Elementwise tensor operations are each rounded to the working format.
+
 **High precision.** :class:`HighPrecision` uses :mod:`decimal` at ``digits`` significant digits,
 with the *same* binary64 inputs converted exactly, so it measures the rounding error of the
 binary64 reference itself.
@@ -27,7 +35,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from adamw_ref.formats import BINARY32, BINARY64, FORMATS, BinaryFormat, round_all, round_to_format
 
@@ -51,6 +59,15 @@ class Arithmetic(ABC, Generic[N]):
     """Elementwise IEEE-style operations on lists of numbers of type ``N``."""
 
     name: str
+
+    @property
+    def scalars(self) -> Arithmetic[Any]:
+        """The arithmetic in which hyperparameter-derived scalars are computed."""
+        return self
+
+    def lift(self, x: Any) -> N:
+        """A value of :attr:`scalars` converted into this arithmetic (rounded once)."""
+        return x  # type: ignore[no-any-return]
 
     @abstractmethod
     def const(self, x: float) -> N:
@@ -124,6 +141,13 @@ class FloatArithmetic(Arithmetic[float]):
         self.fmt = fmt
         self.name = fmt.name
         self._exact = fmt.precision >= 53
+
+    @property
+    def scalars(self) -> Arithmetic[Any]:
+        return self if self._exact else _BINARY64
+
+    def lift(self, x: Any) -> float:
+        return self._r1(float(x))
 
     def _r(self, xs: list[float]) -> list[float]:
         return xs if self._exact else round_all(xs, self.fmt)
@@ -288,5 +312,6 @@ def arithmetic_for(dtype: str) -> FloatArithmetic:
     return FloatArithmetic(fmt)
 
 
-BINARY64_ARITHMETIC = FloatArithmetic(BINARY64)
+_BINARY64 = FloatArithmetic(BINARY64)
+BINARY64_ARITHMETIC = _BINARY64
 BINARY32_ARITHMETIC = FloatArithmetic(BINARY32)

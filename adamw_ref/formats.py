@@ -60,10 +60,13 @@ def round_to_format(x: float, fmt: BinaryFormat) -> float:
         return x
     _, e = math.frexp(x)  # x = f * 2**e, 0.5 <= |f| < 1, so the leading bit has weight 2**(e-1)
     q = max(e - fmt.precision, fmt.emin - fmt.precision + 1)
-    r = math.ldexp(float(round(math.ldexp(x, -q))), q)
+    try:
+        r = math.ldexp(float(round(math.ldexp(x, -q))), q)
+    except OverflowError:  # rounded up to 2**1024: far beyond any narrower format's range
+        return math.copysign(math.inf, x)
     if abs(r) > fmt.max_finite:
         return math.copysign(math.inf, x)
-    return r
+    return r if r != 0.0 else math.copysign(0.0, x)  # round() loses the sign of -0
 
 
 def round_binary32(xs: Iterable[float]) -> list[float]:

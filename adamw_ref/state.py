@@ -9,6 +9,7 @@ Per parameter name: the first moment ``m``, the second moment ``v``, the AMSGrad
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,13 +34,22 @@ class State(Generic[N]):
     v_max: Mapping[str, tuple[N, ...]] | None
 
 
+_CANONICAL_NAN = 0x7FF8000000000000
+
+
 def encode_number(x: object) -> str:
-    """A float as ``float.hex`` (``inf``/``-inf``/``nan`` spelled out); a Decimal as its string."""
+    """A float as ``float.hex`` (``inf``/``-inf``/``nan`` spelled out); a Decimal as its string.
+
+    A NaN other than the canonical quiet NaN ``0x7ff8000000000000`` (e.g. the negative NaN that
+    x86 produces for ``inf - inf``) is written ``nan:0x<16 hex digits>`` with its IEEE bits, so
+    sign and payload survive the round trip.
+    """
     if isinstance(x, Decimal):
         return "dec:" + str(x)
     if isinstance(x, float):
         if math.isnan(x):
-            return "nan"
+            bits = struct.unpack("<Q", struct.pack("<d", x))[0]
+            return "nan" if bits == _CANONICAL_NAN else f"nan:0x{bits:016x}"
         if math.isinf(x):
             return "inf" if x > 0 else "-inf"
         return x.hex()
@@ -54,6 +64,15 @@ def decode_number(s: object) -> float | Decimal:
         return Decimal(s[4:])
     if s in ("nan", "inf", "-inf"):
         return float(s)
+    if s.startswith("nan:0x") and len(s) == 22:
+        try:
+            bits = int(s[6:], 16)
+        except ValueError:
+            raise InputError("state value", s, "is not nan:0x<16 hex digits>") from None
+        x = struct.unpack("<d", struct.pack("<Q", bits))[0]
+        if not math.isnan(x):
+            raise InputError("state value", s, "does not encode a NaN")
+        return float(x)
     try:
         return float.fromhex(s)
     except ValueError:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from adamw_ref.arithmetic import BINARY64_ARITHMETIC, Arithmetic
 from adamw_ref.config import AdamWConfig
@@ -124,14 +124,34 @@ def _check_state(params: Params, state: State[Any], config: AdamWConfig) -> None
             raise InputError(f"state.m[{name!r}]", len(state.m[name]), f"params have {len(values)}")
 
 
+class Recorder(Protocol):
+    """Receives every intermediate of a step (used by ``adamw-ref explain``)."""
+
+    def begin(self, name: str, k: int, scalars: Mapping[str, Any]) -> None: ...
+
+    def add(self, key: str, label: str, values: Sequence[Any]) -> None: ...
+
+
+class _Silent:
+    def begin(self, name: str, k: int, scalars: Mapping[str, Any]) -> None:
+        pass
+
+    def add(self, key: str, label: str, values: Sequence[Any]) -> None:
+        pass
+
+
 def step(
     params: Params,
     grads: Grads,
     state: State[N],
     config: AdamWConfig,
     arithmetic: Arithmetic[N] = BINARY64_ARITHMETIC,  # type: ignore[assignment]
+    recorder: Recorder | None = None,
 ) -> tuple[dict[str, tuple[N, ...]], State[N]]:
-    """One AdamW update. Returns the new parameters and the new state; inputs are not modified."""
+    """One AdamW update. Returns the new parameters and the new state; inputs are not modified.
+
+    ``recorder`` (optional) is told every intermediate, in the order computed.
+    """
     if not isinstance(config, AdamWConfig):
         raise InputError("config", config, "must be an AdamWConfig")
     if not isinstance(params, Mapping) or len(params) == 0:
@@ -139,14 +159,18 @@ def step(
     _check_grads(params, grads)
     _check_state(params, state, config)
     A = arithmetic
+    S = A.scalars  # hyperparameter-derived scalars: computed here, lifted into A once
+    rec: Recorder = recorder if recorder is not None else _Silent()
     cfg = config
     t = state.step + 1
     count = state.step if cfg.schedule_count is ScheduleCount.PRE_INCREMENT else t
     eta_f = cfg.lr_schedule(count)
     omega_f = cfg.wd_schedule(count)
-    one = A.const(1.0)
+    one_s = S.const(1.0)
+    b1_s, b2_s = S.const(cfg.beta1), S.const(cfg.beta2)
+    eta_s = S.const(eta_f)
     b1, b2 = A.const(cfg.beta1), A.const(cfg.beta2)
-    one_m_b1, one_m_b2 = A.s_sub(one, b1), A.s_sub(one, b2)
+    one_m_b1, one_m_b2 = A.lift(S.s_sub(one_s, b1_s)), A.lift(S.s_sub(one_s, b2_s))
     eps, eps_root = A.const(cfg.eps), A.const(cfg.eps_root)
     eta = A.const(eta_f)
 
@@ -170,40 +194,65 @@ def step(
         g = A.vec(g_raw)
         own = state.param_steps[name] + 1
         new_ps[name] = own
-        k = (own if cfg.step_count_scope is StepCountScope.PER_PARAMETER else t)
+        k = own if cfg.step_count_scope is StepCountScope.PER_PARAMETER else t
         k += cfg.bias_correction_offset
 
         lr_base, wd_base = cfg.group_for(name)
-        alpha = A.const(lr_base)
-        lr_t = A.s_mul(alpha, eta)
-        lam_t = A.s_mul(A.const(wd_base), A.const(omega_f))
+        lr_t_s = S.s_mul(S.const(lr_base), eta_s)
+        lam_t_s = S.s_mul(S.const(wd_base), S.const(omega_f))
         if cfg.decay_scaling is DecayScaling.LR:
-            s = A.s_mul(lr_t, lam_t)
+            s_s = S.s_mul(lr_t_s, lam_t_s)
         elif cfg.decay_scaling is DecayScaling.SCHEDULE_MULTIPLIER:
-            s = A.s_mul(eta, lam_t)
+            s_s = S.s_mul(eta_s, lam_t_s)
         else:
-            s = lam_t
+            s_s = lam_t_s
+        alpha, lr_t, lam_t, s = A.const(lr_base), A.lift(lr_t_s), A.lift(lam_t_s), A.lift(s_s)
+        if cfg.bias_correction:
+            bc1_s = S.s_sub(one_s, S.s_pow(b1_s, k))
+            bc2_s = S.s_sub(one_s, S.s_pow(b2_s, k))
+        else:
+            bc1_s = bc2_s = one_s
+        bc1, bc2 = A.lift(bc1_s), A.lift(bc2_s)
         form = cfg.decay_form
         active = form is not DecayForm.NONE and wd_base != 0.0
         before = cfg.decay_timing is DecayTiming.BEFORE_STEP
+        rec.begin(name, k, {"lr_t": lr_t, "lam_t": lam_t, "s": s, "bc1": bc1, "bc2": bc2})
+        rec.add("theta_prev", "theta_{t-1}", theta)
+        rec.add("g_in", "g (given)", g)
 
         if cfg.maximize:
             g = A.neg(g)
+            rec.add("g_max", "g <- -g (maximize)", g)
         if active and form is DecayForm.COUPLED_L2:
-            g = A.add(g, A.mul_s(theta, lam_t))
-        if active and before and form is DecayForm.MULTIPLICATIVE:
-            theta = A.mul_s(theta, A.s_sub(one, s))
-        elif active and before and form is DecayForm.PROXIMAL:
-            theta = A.div_s(theta, A.s_add(one, s))
+            l2 = A.mul_s(theta, lam_t)
+            g = A.add(g, l2)
+            rec.add("l2_term", "lambda_t*theta (coupled L2)", l2)
+            rec.add("g_l2", "g <- g + lambda_t*theta", g)
+        if active and before and form in (DecayForm.MULTIPLICATIVE, DecayForm.PROXIMAL):
+            theta_prev = theta
+            if form is DecayForm.MULTIPLICATIVE:
+                factor = A.lift(S.s_sub(one_s, s_s))
+                theta = A.mul_s(theta, factor)
+                rec.add("decay_factor", "1 - s", [factor])
+                rec.add("theta_decayed", "theta' = (1 - s)*theta_{t-1}", theta)
+            else:
+                factor = A.lift(S.s_add(one_s, s_s))
+                theta = A.div_s(theta, factor)
+                rec.add("decay_factor", "1 + s", [factor])
+                rec.add("theta_decayed", "theta' = theta_{t-1}/(1 + s)", theta)
+            if recorder is not None:
+                rec.add("decay_term", "decay term theta_{t-1} - theta' (shown)",
+                        A.sub(theta_prev, theta))
 
-        m = A.add(A.mul_s(list(state.m[name]), b1), A.mul_s(g, one_m_b1))
-        v = A.add(A.mul_s(list(state.v[name]), b2), A.mul_s(A.mul(g, g), one_m_b2))
-
-        if cfg.bias_correction:
-            bc1 = A.s_sub(one, A.s_pow(b1, k))
-            bc2 = A.s_sub(one, A.s_pow(b2, k))
-        else:
-            bc1 = bc2 = one
+        m_prev, v_prev = list(state.m[name]), list(state.v[name])
+        rec.add("m_prev", "m_{t-1}", m_prev)
+        rec.add("v_prev", "v_{t-1}", v_prev)
+        m = A.add(A.mul_s(m_prev, b1), A.mul_s(g, one_m_b1))
+        gg = A.mul(g, g)
+        v = A.add(A.mul_s(v_prev, b2), A.mul_s(gg, one_m_b2))
+        rec.add("m", "m = beta1*m_{t-1} + (1-beta1)*g", m)
+        rec.add("g2", "g*g", gg)
+        rec.add("v", "v = beta2*v_{t-1} + (1-beta2)*g*g", v)
 
         # Second moment actually used: raw (v or its running max) or already bias-corrected.
         v_raw: list[N] | None = v
@@ -212,47 +261,89 @@ def step(
             if cfg.amsgrad_mode is AmsgradMode.RAW_V:
                 vmax = A.maximum(list(old_vmax), v)
                 v_raw = vmax
+                rec.add("v_max", "v_max = max(v_max_{t-1}, v)", vmax)
             else:
                 vmax = A.maximum(list(old_vmax), A.div_s(v, bc2))
                 v_hat, v_raw = vmax, None
+                rec.add("v_max", "v_hat_max = max(v_hat_max_{t-1}, v/bc2)", vmax)
             new_vmax[name] = tuple(vmax)
 
         if cfg.nesterov:
-            bc1_next = A.s_sub(one, A.s_pow(b1, k + 1)) if cfg.bias_correction else one
+            bc1_next = (A.lift(S.s_sub(one_s, S.s_pow(b1_s, k + 1)))
+                        if cfg.bias_correction else A.lift(one_s))
             m_hat = A.add(
                 A.div_s(A.mul_s(m, b1), bc1_next), A.div_s(A.mul_s(g, one_m_b1), bc1)
             )
+            rec.add("m_hat", "m_hat = beta1*m/(1-beta1^(k+1)) + (1-beta1)*g/(1-beta1^k)", m_hat)
         else:
             m_hat = A.div_s(m, bc1)
+            rec.add("m_hat", "m_hat = m/bc1", m_hat)
 
         if cfg.eps_placement is EpsPlacement.AFTER_BIAS_CORRECTION:
             if v_hat is None:
                 assert v_raw is not None
                 v_hat = A.div_s(v_raw, bc2)
-            denom = A.add_s(A.sqrt(A.add_s(v_hat, eps_root)), eps)
+                rec.add("v_hat", "v_hat = v/bc2", v_hat)
+            else:
+                rec.add("v_hat", "v_hat = v_hat_max", v_hat)
+            root = A.sqrt(A.add_s(v_hat, eps_root))
+            denom = A.add_s(root, eps)
             u = A.div(m_hat, denom)
+            rec.add("sqrt", "sqrt(v_hat + eps_root)", root)
+            rec.add("denom", "denom = sqrt(v_hat + eps_root) + eps", denom)
+            rec.add("u", "u = m_hat/denom", u)
         else:
             if v_raw is None:
                 assert v_hat is not None
                 v_raw = A.mul_s(v_hat, bc2)
-            denom = A.add_s(A.sqrt(A.add_s(v_raw, eps_root)), eps)
-            u = A.mul_s(A.div(m_hat, denom), A.s_sqrt(bc2))
+                rec.add("v_used", "v = v_hat_max*bc2", v_raw)
+            root = A.sqrt(A.add_s(v_raw, eps_root))
+            denom = A.add_s(root, eps)
+            ratio = A.div(m_hat, denom)
+            sqrt_bc2 = A.lift(S.s_sqrt(bc2_s))
+            u = A.mul_s(ratio, sqrt_bc2)
+            rec.add("sqrt", "sqrt(v + eps_root)", root)
+            rec.add("denom", "denom = sqrt(v + eps_root) + eps_hat", denom)
+            rec.add("ratio", "m_hat/denom", ratio)
+            rec.add("sqrt_bc2", "sqrt(bc2)", [sqrt_bc2])
+            rec.add("u", "u = (m_hat/denom)*sqrt(bc2)", u)
 
         if active and form is DecayForm.ADDED_TO_UPDATE:
+            dterm = A.mul_s(theta, lam_t)
+            rec.add("decay_term", "lambda_t*theta_{t-1}", dterm)
             if cfg.decay_scaling is DecayScaling.LR:
-                delta = A.mul_s(A.add(u, A.mul_s(theta, lam_t)), lr_t)
+                total = A.add(u, dterm)
+                delta = A.mul_s(total, lr_t)
+                rec.add("update", "u + lambda_t*theta", total)
+                rec.add("delta", "delta = lr_t*(u + lambda_t*theta)", delta)
             elif cfg.decay_scaling is DecayScaling.SCHEDULE_MULTIPLIER:
-                delta = A.mul_s(A.add(A.mul_s(u, alpha), A.mul_s(theta, lam_t)), eta)
+                total = A.add(A.mul_s(u, alpha), dterm)
+                delta = A.mul_s(total, eta)
+                rec.add("update", "alpha*u + lambda_t*theta", total)
+                rec.add("delta", "delta = eta*(alpha*u + lambda_t*theta)", delta)
             else:
-                delta = A.add(A.mul_s(u, lr_t), A.mul_s(theta, lam_t))
-            theta = A.sub(theta, delta)
+                delta = A.add(A.mul_s(u, lr_t), dterm)
+                rec.add("delta", "delta = lr_t*u + lambda_t*theta", delta)
         else:
-            theta = A.sub(theta, A.mul_s(u, lr_t))
+            delta = A.mul_s(u, lr_t)
+            rec.add("delta", "delta = lr_t*u", delta)
+        theta = A.sub(theta, delta)
 
-        if active and not before and form is DecayForm.MULTIPLICATIVE:
-            theta = A.mul_s(theta, A.s_sub(one, s))
-        elif active and not before and form is DecayForm.PROXIMAL:
-            theta = A.div_s(theta, A.s_add(one, s))
+        if active and not before and form in (DecayForm.MULTIPLICATIVE, DecayForm.PROXIMAL):
+            theta_step = theta
+            rec.add("theta_step", "theta_step = theta_{t-1} - delta", theta)
+            if form is DecayForm.MULTIPLICATIVE:
+                factor = A.lift(S.s_sub(one_s, s_s))
+                theta = A.mul_s(theta, factor)
+                rec.add("decay_factor", "1 - s", [factor])
+            else:
+                factor = A.lift(S.s_add(one_s, s_s))
+                theta = A.div_s(theta, factor)
+                rec.add("decay_factor", "1 + s", [factor])
+            if recorder is not None:
+                rec.add("decay_term", "decay term theta_step - theta_t (shown)",
+                        A.sub(theta_step, theta))
+        rec.add("theta", "theta_t", theta)
 
         new_params[name] = tuple(theta)
         new_m[name], new_v[name] = tuple(m), tuple(v)
