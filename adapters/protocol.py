@@ -77,6 +77,7 @@ class CanonicalState:
     m: dict[str, Array]
     v: dict[str, Array]
     v_max: dict[str, Array] | None
+    param_steps: dict[str, int] | None = None  # per-parameter update counts, where kept
 
 
 @runtime_checkable

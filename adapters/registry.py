@@ -43,8 +43,11 @@ def _resolve(spec: str) -> Adapter:
             obj = getattr(obj, part)
         except AttributeError:
             raise AdapterError(f"adapter spec {spec!r}: {module_name!r} has no {attr!r}") from None
-    if not isinstance(obj, Adapter) and callable(obj):
-        obj = obj()
+    if isinstance(obj, type) or (not isinstance(obj, Adapter) and callable(obj)):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AdapterError(f"adapter spec {spec!r}: calling {attr!r} failed: {exc}") from exc
     if not isinstance(obj, Adapter):
         raise AdapterError(f"adapter spec {spec!r} is not an Adapter (needs info, create, ...)")
     return obj
