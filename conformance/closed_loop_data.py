@@ -15,6 +15,7 @@ Everything here is a pure function of ``(task, steps, seed, batch_size)`` comput
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ def load_task(task: str, steps: int, seed: int = 0, batch_size: int = 64) -> Tas
     layers = TASKS[task]
     names = param_names(task)
     init: dict[str, Any] = {}
-    for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(layers)):
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         init[names[2 * i]] = rng.uniform(-limit, limit, size=(fan_in, fan_out))
         init[names[2 * i + 1]] = np.zeros(fan_out)
