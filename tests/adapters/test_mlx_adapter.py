@@ -1,0 +1,373 @@
+"""MLX ``mlx.optimizers.AdamW`` adapter (CPU) against the reference.
+
+Rounding bound (used for every trajectory comparison; derived, not fitted). Two implementations
+of the same algebra, each rounding every ``+ - * / sqrt`` to nearest (unit roundoff ``u``), differ
+from the exact trajectory by at most ``E_t`` each, with, per element and to first order:
+
+* moments: ``em_t = b1*em_{t-1} + 3u(b1|m_{t-1}| + (1-b1)|g|)`` (three roundings per update,
+  old errors damped by ``b1``); ``ev_t`` likewise with ``b2`` and ``g^2``;
+* update ``D = lr_t*c*m/(sqrt(v)+e')`` (``c = sqrt(bc2)/bc1``; ``e'`` = eps-hat, or
+  ``eps*sqrt(bc2)`` for eps after bias correction): its error is at most
+  ``lr_t*c*(em/d + |m|*min(ev/(2 sqrt v), sqrt(ev))/d^2) + K u |D| + C_t u |D|`` with
+  ``d = sqrt(v)+e'`` and ``K = 12`` roundings in forming ``D``. ``C_t`` is the cancellation in
+  ``1 - beta``/``1 - beta^k``: a relative error ``u`` in ``beta`` (rounding the hyperparameter to
+  the working format, which one implementation may do and the other not) or ``P = 4`` ulps in
+  ``beta^k`` (a library ``pow``) becomes ``u*beta/(1-beta)`` resp. ``P*u*beta^k/(1-beta^k)``
+  relative in ``1 - beta^k``; ``D`` carries ``1/bc1`` and ``sqrt(bc2)``, so
+  ``C_t = (b1/(1-b1) + b2/(2(1-b2))) + P*(b1^k/(1-b1^k) + b2^k/(2(1-b2^k)))``;
+* parameter: ``E_t = E_{t-1} + 4u|theta_{t-1}| + err(D)``: two roundings at the parameter's scale
+  (decay, then the step; the decay factor ``1 - s <= 1`` only damps ``E_{t-1}``).
+
+The tolerance is ``2 E_T`` (both implementations), evaluated along the binary64 reference.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from adamw_ref import (
+    BINARY32_ARITHMETIC,
+    AdamWConfig,
+    EpsPlacement,
+    ParamGroup,
+    WarmupCosine,
+    get_profile,
+    run_trajectory,
+)
+from adamw_ref.knobs import AmsgradMode, DecayScaling, ScheduleCount, StepCountScope
+from adapters.errors import FrameworkUnavailable, UnsupportedConfig
+from adapters.mlx_adapter import MLXAdamW
+from adapters.protocol import CanonicalState
+
+pytest.importorskip("mlx.core", reason="mlx is not installed")
+
+U64, U32 = 2.0**-53, 2.0**-24
+SHAPES: dict[str, tuple[int, ...]] = {"w": (3, 4), "w.bias": (5,), "s": (), "z": (0,)}
+# Gradient scales: "w" at 1e-6 makes eps placement matter (sqrt(v) ~ eps), "w.bias" at 1.
+SCALES = {"w": 1e-6, "w.bias": 1.0, "s": 1e-3, "z": 1.0}
+T_MAIN, T_FEAT = 200, 60
+
+
+def make_data(seed: int, steps: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rng = np.random.default_rng(seed)
+    params = {n: rng.standard_normal(s) for n, s in SHAPES.items()}
+    grads = [{n: SCALES[n] * rng.standard_normal(s) for n, s in SHAPES.items()}
+             for _ in range(steps)]
+    return params, grads
+
+
+def flat(d: dict[str, Any]) -> dict[str, Any]:
+    return {n: None if a is None else np.asarray(a, dtype=np.float64).ravel().tolist()
+            for n, a in d.items()}
+
+
+def reference(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]],
+              arith: Any = None) -> Any:
+    gs = [flat(g) for g in grads]
+    if arith is None:
+        return run_trajectory(flat(params), gs, cfg)
+    return run_trajectory(flat(params), gs, cfg, arith)
+
+
+def rounding_bound(traj: Any, grads: list[dict[str, Any]], cfg: AdamWConfig,
+                   u: float, k_ops: int = 12) -> dict[str, np.ndarray]:
+    """``2 E_T`` per element of every parameter (see the module docstring)."""
+    out: dict[str, np.ndarray] = {}
+    b1, b2 = cfg.beta1, cfg.beta2
+    for name in traj.params[0]:
+        size = len(traj.params[0][name])
+        e_th, em, ev = np.zeros(size), np.zeros(size), np.zeros(size)
+        for t in range(1, len(traj.states)):
+            g_raw = grads[t - 1][name]
+            if g_raw is None:
+                continue
+            g = np.abs(np.asarray(g_raw, dtype=np.float64).ravel())
+            st, prev = traj.states[t], traj.states[t - 1]
+            m0, v0 = np.abs(np.array(prev.m[name])), np.array(prev.v[name])
+            m1 = np.abs(np.array(st.m[name]))
+            theta0 = np.abs(np.array(traj.params[t - 1][name]))
+            em = b1 * em + 3 * u * (b1 * m0 + (1 - b1) * g)
+            ev = b2 * ev + 3 * u * (b2 * v0 + (1 - b2) * g * g)
+            k = st.param_steps[name] if cfg.step_count_scope is StepCountScope.PER_PARAMETER else t
+            k += cfg.bias_correction_offset
+            bc1, bc2 = ((1 - b1**k), (1 - b2**k)) if cfg.bias_correction else (1.0, 1.0)
+            v_used = np.array(st.v[name])
+            if cfg.amsgrad and st.v_max is not None:
+                v_used = np.array(st.v_max[name])
+                if cfg.amsgrad_mode is AmsgradMode.BIAS_CORRECTED_V:
+                    v_used = v_used * bc2
+            c = math.sqrt(bc2) / bc1
+            e_p = cfg.eps if cfg.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION else (
+                cfg.eps * math.sqrt(bc2))
+            count = t - 1 if cfg.schedule_count is ScheduleCount.PRE_INCREMENT else t
+            lr_t = cfg.group_for(name)[0] * cfg.lr_schedule(count)
+            sv = np.sqrt(v_used + cfg.eps_root)
+            d = sv + e_p
+            m_eff = m1 + ((1 - b1) * g if cfg.nesterov else 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dv = np.where(sv > 0, np.minimum(ev / (2 * sv), np.sqrt(ev)), np.sqrt(ev))
+            mag = lr_t * c * m_eff / d
+            cancel = (b1 / (1 - b1) + b2 / (2 * (1 - b2))) + 4 * (
+                b1**k / (1 - b1**k) + b2**k / (2 * (1 - b2**k)))
+            err_d = lr_t * c * (em / d + m_eff * dv / d**2) + (k_ops + cancel) * u * mag
+            if cfg.decay_scaling is DecayScaling.SCHEDULE_MULTIPLIER:
+                err_d = err_d + 2 * u * mag
+            e_th = e_th + 4 * u * theta0 + err_d
+        out[name] = 2 * e_th
+    return out
+
+
+def within(got: dict[str, np.ndarray], ref_params: dict[str, Any],
+           tol: dict[str, np.ndarray]) -> tuple[bool, float]:
+    """All elements within tolerance; also the worst ratio |diff|/tol."""
+    worst = 0.0
+    ok = True
+    for n, arr in got.items():
+        diff = np.abs(arr.ravel() - np.array(ref_params[n], dtype=np.float64))
+        if diff.size == 0:
+            continue
+        ok = ok and bool(np.all(diff <= tol[n]))
+        worst = max(worst, float(np.max(diff / np.maximum(tol[n], 1e-300))))
+    return ok, worst
+
+
+def max_ulps(got: dict[str, np.ndarray], ref_params: dict[str, Any], dtype: Any) -> float:
+    worst = 0.0
+    for n, arr in got.items():
+        r = np.array(ref_params[n], dtype=np.float64)
+        if r.size:
+            ulp = np.spacing(np.abs(r).astype(dtype)).astype(np.float64)
+            worst = max(worst, float(np.max(np.abs(arr.ravel() - r) / ulp)))
+    return worst
+
+
+def flat_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [flat(g) for g in grads]
+
+
+# ---------------------------------------------------------------------------------------------
+ADAPTER = MLXAdamW()
+BASE = get_profile("mlx").config.replace(lr=1e-2, weight_decay=0.1)
+BC = BASE.replace(bias_correction=True)
+SCHED = WarmupCosine(warmup_steps=10, total_steps=T_FEAT, final=0.1)
+FEATURES: dict[str, AdamWConfig] = {
+    "schedule": BASE.replace(lr_schedule=SCHED),
+    "schedule_post_increment": BC.replace(lr_schedule=SCHED,
+                                          schedule_count=ScheduleCount.POST_INCREMENT),
+    "mask": BC.exclude_from_decay(["w"]),
+    "group_lr": BASE.replace(groups=(ParamGroup(names=("s", "w"), lr=0.05),)),
+    "maximize": BC.replace(maximize=True),
+    "frozen": BC,
+    "no_decay": BASE.replace(decay_form="none"),
+}
+KNOWN_FLOAT64_DEVIATION = (
+    "mlx stores learning_rate as a float32 array (0.01 -> 0.009999999776482582) and computes "
+    "b**step in float32 (uint64 step), so float64 parameters get a float32 lr and float32 bias "
+    "corrections"
+)
+
+
+def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for t, g in enumerate(grads):
+        g = dict(g)
+        if t % 3 == 0:
+            g["s"] = None
+        if t == 10:
+            g = dict.fromkeys(g)
+        out.append(g)
+    return out
+
+
+def drive(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]],
+          dtype: str) -> list[dict[str, np.ndarray]]:
+    run = ADAPTER.create(cfg, params, dtype=dtype)
+    out = []
+    for g in grads:
+        run.step(g)
+        out.append(run.params())
+    return out
+
+
+@pytest.fixture(scope="module")
+def main_data() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return make_data(0, T_MAIN)
+
+
+@pytest.fixture(scope="module")
+def feat_data() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return make_data(1, T_FEAT)
+
+
+def test_native_defaults_equal_mlx_profile() -> None:
+    assert ADAPTER.native_defaults() == get_profile("mlx").config
+
+
+@pytest.mark.parametrize("cfg", [BASE, BC], ids=["no_bias_correction", "bias_correction"])
+def test_float32_trajectory_matches_profile(main_data: Any, cfg: AdamWConfig) -> None:
+    params, grads = main_data
+    got = drive(cfg, params, grads, "float32")[-1]
+    ref64 = reference(cfg, params, grads)
+    tol = rounding_bound(ref64, flat_grads(grads), cfg, U32)
+    for ref in (reference(cfg, params, grads, BINARY32_ARITHMETIC), ref64):
+        ok, worst = within(got, ref.params[-1], tol)
+        assert ok, f"worst |diff|/bound = {worst:.3g}"
+
+
+@pytest.mark.parametrize("cfg", [BASE, BC], ids=["no_bias_correction", "bias_correction"])
+def test_float64_trajectory_known_deviation(main_data: Any, cfg: AdamWConfig) -> None:
+    params, grads = main_data
+    got = drive(cfg, params, grads, "float64")[-1]
+    ref = reference(cfg, params, grads)
+    ok, worst = within(got, ref.params[-1], rounding_bound(ref, flat_grads(grads), cfg, U64))
+    # A finding: the deviation must still be there (drop this once mlx keeps float64 lr).
+    assert not ok, "mlx float64 now matches the reference: drop the known deviation"
+    # ... and it is exactly a float32-precision effect: within the float32 bound.
+    ok32, _ = within(got, ref.params[-1], rounding_bound(ref, flat_grads(grads), cfg, U32))
+    assert ok32
+    pytest.xfail(f"{KNOWN_FLOAT64_DEVIATION}: worst |diff|/bound = {worst:.3g}, "
+                 f"{max_ulps(got, ref.params[-1], np.float64):.3g} ulps")
+
+
+def test_float64_with_float64_lr_table_matches(main_data: Any) -> None:
+    """With an lr schedule the adapter's table is float64, so float64 runs match to the bound:
+    the deviation above is the float32 ``learning_rate`` state alone (bias_correction=False)."""
+    params, grads = main_data
+    cfg = BASE.replace(lr_schedule=WarmupCosine(warmup_steps=10, total_steps=T_MAIN, final=0.1))
+    ref = reference(cfg, params, grads)
+    got = drive(cfg, params, grads, "float64")[-1]
+    ok, worst = within(got, ref.params[-1], rounding_bound(ref, flat_grads(grads), cfg, U64))
+    assert ok, f"worst |diff|/bound = {worst:.3g}"
+
+
+def test_other_profile_does_not_match(main_data: Any) -> None:
+    """The default (no bias correction) is told apart from the same run with bias correction."""
+    params, grads = main_data
+    ref = reference(BC, params, grads)
+    tol = rounding_bound(ref, flat_grads(grads), BC, U32)
+    ok, worst = within(drive(BASE, params, grads, "float32")[-1], ref.params[-1], tol)
+    assert not ok and worst > 10, worst
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_feature_trajectories_match(feat_data: Any, feature: str) -> None:
+    params, grads = feat_data
+    cfg = FEATURES[feature]
+    if feature == "frozen":
+        grads = frozen_grads(grads)
+    ref64 = reference(cfg, params, grads)
+    tol = rounding_bound(ref64, flat_grads(grads), cfg, U32)
+    traj = drive(cfg, params, grads, "float32")
+    for ref in (reference(cfg, params, grads, BINARY32_ARITHMETIC), ref64):
+        ok, worst = within(traj[-1], ref.params[-1], tol)
+        assert ok, f"{feature}: worst |diff|/bound = {worst:.3g}"
+    if feature == "frozen":
+        assert np.array_equal(traj[3]["s"], traj[2]["s"])
+        assert all(np.array_equal(traj[10][n], traj[9][n]) for n in SHAPES)
+
+
+def test_state_reads_step_and_moments(feat_data: Any) -> None:
+    params, grads = feat_data
+    run = ADAPTER.create(BC, params, dtype="float32")
+    for g in grads:
+        run.step(g)
+    st = run.state()
+    ref = reference(BC, params, grads, BINARY32_ARITHMETIC).states[-1]
+    assert st.step == T_FEAT and st.v_max is None
+    traj = reference(BC, params, grads)
+    for n in SHAPES:
+        # Moment bound per implementation: em_t = b1 em + 3u(b1|m| + (1-b1)|g|) + u b1 |g|
+        # (three roundings; the last term is 1 - b1 formed from a rounded or unrounded b1).
+        em, ev = np.zeros(len(ref.m[n])), np.zeros(len(ref.v[n]))
+        for t in range(1, T_FEAT + 1):
+            g = np.abs(np.asarray(grads[t - 1][n], dtype=np.float64).ravel())
+            m0, v0 = np.abs(traj.states[t - 1].m[n]), np.array(traj.states[t - 1].v[n])
+            em = BC.beta1 * em + 3 * U32 * (BC.beta1 * m0 + (1 - BC.beta1) * g) + U32 * g
+            ev = BC.beta2 * ev + 3 * U32 * (BC.beta2 * v0 + (1 - BC.beta2) * g * g) + U32 * g * g
+        assert np.all(np.abs(st.m[n].ravel() - ref.m[n]) <= 2 * em), n
+        assert np.all(np.abs(st.v[n].ravel() - ref.v[n]) <= 2 * ev), n
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+def test_save_load_continues_bit_exactly(tmp_path: Path, feat_data: Any, dtype: str) -> None:
+    params, grads = feat_data
+    cfg = FEATURES["schedule_post_increment"]
+    straight = drive(cfg, params, grads, dtype)
+    run = ADAPTER.create(cfg, params, dtype=dtype)
+    for g in grads[:25]:
+        run.step(g)
+    run.save(tmp_path / "s.npz")
+    fresh = ADAPTER.create(cfg, params, dtype=dtype)
+    fresh.load(tmp_path / "s.npz")
+    assert fresh.state().step == 25
+    for i, g in enumerate(grads[25:]):
+        fresh.step(g)
+        for n in SHAPES:
+            assert np.array_equal(fresh.params()[n], straight[25 + i][n])
+
+
+def test_set_state_teacher_forcing(feat_data: Any) -> None:
+    params, grads = feat_data
+    ref = reference(BC, params, grads, BINARY32_ARITHMETIC)
+    k = 30
+    st = ref.states[k]
+    canon = CanonicalState(step=st.step, m={n: np.reshape(st.m[n], SHAPES[n]) for n in SHAPES},
+                           v={n: np.reshape(st.v[n], SHAPES[n]) for n in SHAPES}, v_max=None)
+    run = ADAPTER.create(BC, params, dtype="float32")
+    run.set_state({n: np.reshape(ref.params[k][n], SHAPES[n]) for n in SHAPES}, canon)
+    assert run.state().step == k
+    run.step(grads[k])
+    b1, b2 = BC.beta1, BC.beta2
+    cancel = b1 / (1 - b1) + b2 / (2 * (1 - b2)) + 4 * (
+        b1 ** (k + 1) / (1 - b1 ** (k + 1)) + b2 ** (k + 1) / (2 * (1 - b2 ** (k + 1))))
+    for n in SHAPES:
+        want = np.array(ref.params[k + 1][n])
+        prev = np.abs(np.array(ref.params[k][n]))
+        step = np.abs(want - prev) + BC.lr * BC.weight_decay * prev  # |D| upper bound
+        # one step of the module bound: 2 * (4u|theta| + (K + C)u|D|)
+        tol = 2 * (4 * U32 * prev + (12 + cancel) * U32 * step)
+        assert np.all(np.abs(run.params()[n].ravel() - want) <= tol), n
+
+
+def test_bfloat16_runs(feat_data: Any) -> None:
+    params, grads = feat_data
+    final = drive(BASE, params, grads, "bfloat16")[-1]
+    assert all(np.all(np.isfinite(a)) for a in final.values())
+
+
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"bias_correction": True, "eps_placement": "before_bias_correction"}, "eps_placement"),
+    ({"decay_scaling": "unscaled"}, "decay_scaling"),
+    ({"decay_form": "added_to_update"}, "decay_form"),
+    ({"decay_timing": "after_step"}, "decay_timing"),
+    ({"amsgrad": True}, "amsgrad"),
+    ({"step_count_scope": "per_parameter"}, "step_count_scope"),
+    ({"bias_correction_offset": 1}, "bias_correction_offset"),
+    ({"nesterov": True}, "nesterov"),
+    ({"eps_root": 1e-8}, "eps_root"),
+    ({"wd_schedule": WarmupCosine(warmup_steps=2, total_steps=5)}, "wd_schedule"),
+]
+
+
+@pytest.mark.parametrize(("change", "knob"), REFUSED, ids=[k for _, k in REFUSED])
+def test_unsupported_knobs_are_refused(change: dict[str, Any], knob: str) -> None:
+    cfg = get_profile("mlx").config.replace(**change)
+    with pytest.raises(UnsupportedConfig) as info:
+        ADAPTER.to_native(cfg)
+    assert info.value.field == knob and knob in str(info.value)
+
+
+def test_eps_placement_is_free_without_bias_correction() -> None:
+    """With bc2 = 1 both placements are the same formula, so neither is refused."""
+    cfg = get_profile("mlx").config.replace(eps_placement=EpsPlacement.BEFORE_BIAS_CORRECTION)
+    assert ADAPTER.to_native(cfg)["bias_correction"] is False
+
+
+def test_cuda_is_refused() -> None:
+    with pytest.raises(FrameworkUnavailable, match="device"):
+        ADAPTER.create(BASE, {"w": np.zeros(2)}, device="cuda")

@@ -1,0 +1,423 @@
+"""Optax adapter (``optax.adamw`` and the emulating chains), jit and no-jit, against the reference.
+
+The module enables ``jax_enable_x64`` (float64 runs need it) and restores the previous setting
+afterwards. float32 runs therefore compute Optax's ``1 - b**count`` in binary64 before casting
+(in a process without x64 it is computed in binary32); both are inside the bound below.
+
+Rounding bound (used for every trajectory comparison; derived, not fitted). Two implementations
+of the same algebra, each rounding every ``+ - * / sqrt`` to nearest (unit roundoff ``u``), differ
+from the exact trajectory by at most ``E_t`` each, with, per element and to first order:
+
+* moments: ``em_t = b1*em_{t-1} + 3u(b1|m_{t-1}| + (1-b1)|g|)`` (three roundings per update,
+  old errors damped by ``b1``); ``ev_t`` likewise with ``b2`` and ``g^2``;
+* update ``D = lr_t*c*m/(sqrt(v)+e')`` (``c = sqrt(bc2)/bc1``; ``e'`` = eps-hat, or
+  ``eps*sqrt(bc2)`` for eps after bias correction): its error is at most
+  ``lr_t*c*(em/d + |m|*min(ev/(2 sqrt v), sqrt(ev))/d^2) + K u |D| + C_t u |D|`` with
+  ``d = sqrt(v)+e'`` and ``K = 12`` roundings in forming ``D``. ``C_t`` is the cancellation in
+  ``1 - beta``/``1 - beta^k``: a relative error ``u`` in ``beta`` (rounding the hyperparameter to
+  the working format, which one implementation may do and the other not) or ``P = 4`` ulps in
+  ``beta^k`` (a library ``pow``) becomes ``u*beta/(1-beta)`` resp. ``P*u*beta^k/(1-beta^k)``
+  relative in ``1 - beta^k``; ``D`` carries ``1/bc1`` and ``sqrt(bc2)``, so
+  ``C_t = (b1/(1-b1) + b2/(2(1-b2))) + P*(b1^k/(1-b1^k) + b2^k/(2(1-b2^k)))``;
+* parameter: ``E_t = E_{t-1} + 4u|theta_{t-1}| + err(D)``: two roundings at the parameter's scale
+  (decay, then the step; the decay factor ``1 - s <= 1`` only damps ``E_{t-1}``).
+
+The tolerance is ``2 E_T`` (both implementations), evaluated along the binary64 reference.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from adamw_ref import (
+    BINARY32_ARITHMETIC,
+    AdamWConfig,
+    EpsPlacement,
+    LinearWarmup,
+    ParamGroup,
+    WarmupCosine,
+    arithmetic_for,
+    get_profile,
+    run_trajectory,
+)
+from adamw_ref.knobs import AmsgradMode, DecayScaling, ScheduleCount, StepCountScope
+from adapters.errors import UnsupportedConfig
+from adapters.optax_adapter import OptaxAdamW
+from adapters.protocol import CanonicalState
+
+pytest.importorskip("optax", reason="optax is not installed")
+
+U64, U32 = 2.0**-53, 2.0**-24
+SHAPES: dict[str, tuple[int, ...]] = {"w": (3, 4), "w.bias": (5,), "s": (), "z": (0,)}
+# Gradient scales: "w" at 1e-6 makes eps placement matter (sqrt(v) ~ eps), "w.bias" at 1.
+SCALES = {"w": 1e-6, "w.bias": 1.0, "s": 1e-3, "z": 1.0}
+T_MAIN, T_FEAT, SAVE_AT = 200, 60, 120
+
+
+def make_data(seed: int, steps: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rng = np.random.default_rng(seed)
+    params = {n: rng.standard_normal(s) for n, s in SHAPES.items()}
+    grads = [{n: SCALES[n] * rng.standard_normal(s) for n, s in SHAPES.items()}
+             for _ in range(steps)]
+    return params, grads
+
+
+def flat(d: dict[str, Any]) -> dict[str, Any]:
+    return {n: None if a is None else np.asarray(a, dtype=np.float64).ravel().tolist()
+            for n, a in d.items()}
+
+
+def reference(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]],
+              arith: Any = None) -> Any:
+    gs = [flat(g) for g in grads]
+    if arith is None:
+        return run_trajectory(flat(params), gs, cfg)
+    return run_trajectory(flat(params), gs, cfg, arith)
+
+
+def rounding_bound(traj: Any, grads: list[dict[str, Any]], cfg: AdamWConfig,
+                   u: float, k_ops: int = 12) -> dict[str, np.ndarray]:
+    """``2 E_T`` per element of every parameter (see the module docstring)."""
+    out: dict[str, np.ndarray] = {}
+    b1, b2 = cfg.beta1, cfg.beta2
+    for name in traj.params[0]:
+        size = len(traj.params[0][name])
+        e_th, em, ev = np.zeros(size), np.zeros(size), np.zeros(size)
+        for t in range(1, len(traj.states)):
+            g_raw = grads[t - 1][name]
+            if g_raw is None:
+                continue
+            g = np.abs(np.asarray(g_raw, dtype=np.float64).ravel())
+            st, prev = traj.states[t], traj.states[t - 1]
+            m0, v0 = np.abs(np.array(prev.m[name])), np.array(prev.v[name])
+            m1 = np.abs(np.array(st.m[name]))
+            theta0 = np.abs(np.array(traj.params[t - 1][name]))
+            em = b1 * em + 3 * u * (b1 * m0 + (1 - b1) * g)
+            ev = b2 * ev + 3 * u * (b2 * v0 + (1 - b2) * g * g)
+            k = st.param_steps[name] if cfg.step_count_scope is StepCountScope.PER_PARAMETER else t
+            k += cfg.bias_correction_offset
+            bc1, bc2 = ((1 - b1**k), (1 - b2**k)) if cfg.bias_correction else (1.0, 1.0)
+            v_used = np.array(st.v[name])
+            if cfg.amsgrad and st.v_max is not None:
+                v_used = np.array(st.v_max[name])
+                if cfg.amsgrad_mode is AmsgradMode.BIAS_CORRECTED_V:
+                    v_used = v_used * bc2
+            c = math.sqrt(bc2) / bc1
+            e_p = cfg.eps if cfg.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION else (
+                cfg.eps * math.sqrt(bc2))
+            count = t - 1 if cfg.schedule_count is ScheduleCount.PRE_INCREMENT else t
+            lr_t = cfg.group_for(name)[0] * cfg.lr_schedule(count)
+            sv = np.sqrt(v_used + cfg.eps_root)
+            d = sv + e_p
+            m_eff = m1 + ((1 - b1) * g if cfg.nesterov else 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dv = np.where(sv > 0, np.minimum(ev / (2 * sv), np.sqrt(ev)), np.sqrt(ev))
+            mag = lr_t * c * m_eff / d
+            cancel = (b1 / (1 - b1) + b2 / (2 * (1 - b2))) + 4 * (
+                b1**k / (1 - b1**k) + b2**k / (2 * (1 - b2**k)))
+            err_d = lr_t * c * (em / d + m_eff * dv / d**2) + (k_ops + cancel) * u * mag
+            if cfg.decay_scaling is DecayScaling.SCHEDULE_MULTIPLIER:
+                err_d = err_d + 2 * u * mag
+            e_th = e_th + 4 * u * theta0 + err_d
+        out[name] = 2 * e_th
+    return out
+
+
+def within(got: dict[str, np.ndarray], ref_params: dict[str, Any],
+           tol: dict[str, np.ndarray]) -> tuple[bool, float]:
+    """All elements within tolerance; also the worst ratio |diff|/tol."""
+    worst = 0.0
+    ok = True
+    for n, arr in got.items():
+        diff = np.abs(arr.ravel() - np.array(ref_params[n], dtype=np.float64))
+        if diff.size == 0:
+            continue
+        ok = ok and bool(np.all(diff <= tol[n]))
+        worst = max(worst, float(np.max(diff / np.maximum(tol[n], 1e-300))))
+    return ok, worst
+
+
+def max_ulps(got: dict[str, np.ndarray], ref_params: dict[str, Any], dtype: Any) -> float:
+    worst = 0.0
+    for n, arr in got.items():
+        r = np.array(ref_params[n], dtype=np.float64)
+        if r.size:
+            ulp = np.spacing(np.abs(r).astype(dtype)).astype(np.float64)
+            worst = max(worst, float(np.max(np.abs(arr.ravel() - r) / ulp)))
+    return worst
+
+
+def flat_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [flat(g) for g in grads]
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def x64() -> Any:
+    import jax
+
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)
+
+
+ADAPTER = OptaxAdamW()
+BASE = get_profile("optax").config.replace(lr=1e-2, weight_decay=0.1)
+SCHED = WarmupCosine(warmup_steps=10, total_steps=T_FEAT, final=0.1)
+ADDED = {"decay_form": "added_to_update", "lr": 1e-2, "weight_decay": 0.1}
+FEATURES: dict[str, AdamWConfig] = {
+    "lr_and_wd_schedule": BASE.replace(lr_schedule=SCHED, wd_schedule=LinearWarmup(20, 0.5)),
+    "schedule_post_increment": BASE.replace(lr_schedule=SCHED,
+                                            schedule_count=ScheduleCount.POST_INCREMENT),
+    "mask": BASE.exclude_from_decay(["w"]),
+    "amsgrad": BASE.replace(amsgrad=True),
+    "nesterov": BASE.replace(nesterov=True),
+    "eps_root": BASE.replace(eps_root=1e-14),
+    "maximize": BASE.replace(maximize=True),
+    "frozen": BASE,
+    "paper_chain": get_profile("paper").config.replace(**ADDED, lr_schedule=SCHED),
+    "eps_hat_chain": get_profile("keras3").config.replace(**ADDED),
+    "no_bias_correction": get_profile("mlx").config.replace(**ADDED),
+    "bias_correction_offset": BASE.replace(bias_correction_offset=1),
+    "unscaled_chain": BASE.replace(decay_scaling=DecayScaling.UNSCALED, weight_decay=1e-3),
+    "coupled_l2_chain": BASE.replace(decay_form="coupled_l2"),
+}
+
+
+def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for t, g in enumerate(grads):
+        g = dict(g)
+        if t % 3 == 0:
+            g["s"] = None
+        if t == 10:
+            g = dict.fromkeys(g)
+        out.append(g)
+    return out
+
+
+def drive(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]], dtype: str,
+          impl: str) -> list[dict[str, np.ndarray]]:
+    run = ADAPTER.create(cfg, params, dtype=dtype, implementation=impl)
+    out = []
+    for g in grads:
+        run.step(g)
+        out.append(run.params())
+    return out
+
+
+@pytest.fixture(scope="module")
+def main_data() -> tuple[dict[str, Any], list[dict[str, Any]], Any, Any]:
+    params, grads = make_data(0, T_MAIN)
+    return params, grads, reference(BASE, params, grads), reference(
+        BASE, params, grads, BINARY32_ARITHMETIC)
+
+
+@pytest.fixture(scope="module")
+def feat_data() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return make_data(1, T_FEAT)
+
+
+def test_native_defaults_equal_optax_profile() -> None:
+    assert ADAPTER.native_defaults() == get_profile("optax").config
+
+
+@pytest.mark.parametrize("impl", ["jit", "nojit"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_trajectory_matches_optax_profile(main_data: Any, dtype: str, impl: str) -> None:
+    params, grads, ref64, ref32 = main_data
+    got = drive(BASE, params, grads, dtype, impl)[-1]
+    tol = rounding_bound(ref64, flat_grads(grads), BASE, U64 if dtype == "float64" else U32)
+    for ref in (ref64,) if dtype == "float64" else (ref32, ref64):
+        ok, worst = within(got, ref.params[-1], tol)
+        assert ok, f"worst |diff|/bound = {worst:.3g}"
+
+
+def test_nojit_float64_is_bit_identical_to_reference(main_data: Any) -> None:
+    """Same operations in the same order as the reference's added_to_update form: 0 ulps."""
+    params, grads, ref64, _ = main_data
+    got = drive(BASE, params, grads, "float64", "nojit")[-1]
+    for n, arr in got.items():
+        assert arr.ravel().tolist() == list(ref64.params[-1][n]), n
+
+
+def test_other_profile_does_not_match(main_data: Any) -> None:
+    """keras3's eps placement (same hyperparameters otherwise) is told apart from optax."""
+    params, grads, _, _ = main_data
+    other = BASE.replace(eps_placement=EpsPlacement.BEFORE_BIAS_CORRECTION)
+    ref = reference(other, params, grads)
+    tol = rounding_bound(ref, flat_grads(grads), other, U32)
+    ok, worst = within(drive(BASE, params, grads, "float32", "jit")[-1], ref.params[-1], tol)
+    assert not ok and worst > 10, worst
+
+
+@pytest.mark.parametrize(("dtype", "impl"), [("float32", "jit"), ("float64", "nojit")])
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_feature_trajectories_match(feat_data: Any, feature: str, dtype: str, impl: str) -> None:
+    params, grads = feat_data
+    cfg = FEATURES[feature]
+    if feature == "frozen":
+        grads = frozen_grads(grads)
+    ref64 = reference(cfg, params, grads)
+    ref = ref64 if dtype == "float64" else reference(cfg, params, grads, BINARY32_ARITHMETIC)
+    tol = rounding_bound(ref64, flat_grads(grads), cfg, U64 if dtype == "float64" else U32)
+    traj = drive(cfg, params, grads, dtype, impl)
+    ok, worst = within(traj[-1], ref.params[-1], tol)
+    assert ok, f"{feature}: worst |diff|/bound = {worst:.3g}"
+    if feature == "frozen":
+        assert np.array_equal(traj[3]["s"], traj[2]["s"])
+        assert all(np.array_equal(traj[10][n], traj[9][n]) for n in SHAPES)
+
+
+def test_state_reads_count_and_moments(feat_data: Any) -> None:
+    params, grads = feat_data
+    cfg = FEATURES["amsgrad"]
+    run = ADAPTER.create(cfg, params, dtype="float64", implementation="nojit")
+    for g in grads:
+        run.step(g)
+    st = run.state()
+    traj = reference(cfg, params, grads)
+    ref = traj.states[-1]
+    assert st.step == T_FEAT and st.v_max is not None
+    b1 = cfg.beta1
+    for n in SHAPES:
+        # Moment bound per implementation: em_t = b1 em + 3u(b1|m| + (1-b1)|g|) (three
+        # roundings per update, old errors damped by b1); two implementations.
+        em = np.zeros(len(ref.m[n]))
+        for t in range(1, T_FEAT + 1):
+            g = np.abs(np.asarray(grads[t - 1][n], dtype=np.float64).ravel())
+            em = b1 * em + 3 * U64 * (b1 * np.abs(traj.states[t - 1].m[n]) + (1 - b1) * g)
+        assert np.all(np.abs(st.m[n].ravel() - ref.m[n]) <= 2 * em), n
+        # nu_max is a running max of nu/bc2 (max is 1-Lipschitz): compare relative to the
+        # bias-corrected value with the same K + C_t budget as the update (module doc).
+        np.testing.assert_allclose(st.v_max[n].ravel(), ref.v_max[n], rtol=2000 * U64, atol=0)
+
+
+@pytest.mark.parametrize("impl", ["jit", "nojit"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_save_load_continues_bit_exactly(tmp_path: Path, feat_data: Any, dtype: str,
+                                         impl: str) -> None:
+    params, grads = feat_data
+    cfg = FEATURES["lr_and_wd_schedule"].replace(amsgrad=True)
+    straight = drive(cfg, params, grads, dtype, impl)
+    run = ADAPTER.create(cfg, params, dtype=dtype, implementation=impl)
+    for g in grads[:25]:
+        run.step(g)
+    run.save(tmp_path / "s.npz")
+    fresh = ADAPTER.create(cfg, params, dtype=dtype, implementation=impl)
+    fresh.load(tmp_path / "s.npz")
+    assert fresh.state().step == 25
+    for i, g in enumerate(grads[25:]):
+        fresh.step(g)
+        for n in SHAPES:
+            assert np.array_equal(fresh.params()[n], straight[25 + i][n])
+
+
+def test_set_state_teacher_forcing(feat_data: Any) -> None:
+    """Load the reference's state after step k; one step lands within one step's bound."""
+    params, grads = feat_data
+    ref = reference(BASE, params, grads)
+    k = 30
+    st = ref.states[k]
+    canon = CanonicalState(step=st.step, m={n: np.reshape(st.m[n], SHAPES[n]) for n in SHAPES},
+                           v={n: np.reshape(st.v[n], SHAPES[n]) for n in SHAPES}, v_max=None)
+    run = ADAPTER.create(BASE, params, dtype="float64", implementation="jit")
+    run.set_state({n: np.reshape(ref.params[k][n], SHAPES[n]) for n in SHAPES}, canon)
+    assert run.state().step == k
+    run.step(grads[k])
+    b1, b2 = BASE.beta1, BASE.beta2
+    cancel = b1 / (1 - b1) + b2 / (2 * (1 - b2)) + 4 * (
+        b1 ** (k + 1) / (1 - b1 ** (k + 1)) + b2 ** (k + 1) / (2 * (1 - b2 ** (k + 1))))
+    for n in SHAPES:
+        want = np.array(ref.params[k + 1][n])
+        prev = np.abs(np.array(ref.params[k][n]))
+        step = np.abs(want - prev) + BASE.lr * BASE.weight_decay * prev  # |D| upper bound
+        # one step of the module bound: 2 * (4u|theta| + (K + C)u|D|)
+        tol = 2 * (4 * U64 * prev + (12 + cancel) * U64 * step)
+        assert np.all(np.abs(run.params()[n].ravel() - want) <= tol), n
+
+
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"decay_form": "multiplicative"}, "decay_form"),
+    ({"decay_form": "proximal"}, "decay_form"),
+    ({"decay_timing": "after_step", "decay_form": "multiplicative"}, "decay_form"),
+    ({"amsgrad": True, "amsgrad_mode": "raw_v"}, "amsgrad_mode"),
+    ({"step_count_scope": "per_parameter"}, "step_count_scope"),
+    ({"groups": (ParamGroup(names=("w",), lr=0.5),)}, "groups.lr"),
+    ({"groups": (ParamGroup(names=("w",), weight_decay=0.5),)}, "groups.weight_decay"),
+]
+
+
+@pytest.mark.parametrize(("change", "knob"), REFUSED, ids=[k for _, k in REFUSED])
+def test_unsupported_knobs_are_refused(change: dict[str, Any], knob: str) -> None:
+    cfg = get_profile("optax").config.replace(**change)
+    with pytest.raises(UnsupportedConfig) as info:
+        ADAPTER.to_native(cfg)
+    assert info.value.field == knob and knob in str(info.value)
+    with pytest.raises(UnsupportedConfig):
+        ADAPTER.create(cfg, {"w": np.zeros(2)})
+
+
+def test_torch_profile_is_refused_naming_decay_form() -> None:
+    with pytest.raises(UnsupportedConfig, match="decay_form"):
+        ADAPTER.to_native(get_profile("torch").config)
+
+
+def test_to_native_native_and_chain() -> None:
+    native = ADAPTER.to_native(BASE)
+    assert native == {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
+                      "eps_root": 0.0, "weight_decay": 0.1, "mask": None, "nesterov": False}
+    chain = ADAPTER.to_native(FEATURES["amsgrad"])["chain"]
+    assert chain["kind"] == "amsgrad" and chain["adam"] == "amsgrad"
+    assert ADAPTER.to_native(FEATURES["paper_chain"])["chain"]["decay"] == "schedule_multiplier"
+
+
+def test_unknown_implementation_is_refused() -> None:
+    with pytest.raises(UnsupportedConfig, match="implementation"):
+        ADAPTER.create(BASE, {"w": np.zeros(2)}, implementation="pmap")
+
+
+def test_schedule_tables_grow_past_their_horizon(feat_data: Any) -> None:
+    """jnp indexing clamps: a run whose tables start at 4 counts must still see eta(c) for c>4."""
+    params, grads = feat_data
+    cfg = FEATURES["lr_and_wd_schedule"]
+    want = drive(cfg, params, grads[:12], "float32", "jit")[-1]
+    run = ADAPTER.create(cfg, params, dtype="float32", implementation="jit")
+    run._build(4)  # type: ignore[attr-defined]
+    for g in grads[:12]:
+        run.step(g)
+    assert run.horizon >= 12  # type: ignore[attr-defined]
+    for n in SHAPES:
+        assert np.array_equal(run.params()[n], want[n])
+
+
+def test_bfloat16_runs(feat_data: Any) -> None:
+    params, grads = feat_data
+    final = drive(BASE, params, grads, "bfloat16", "jit")[-1]
+    assert all(np.all(np.isfinite(a)) for a in final.values())
+
+
+def test_float16_underflow_matches_binary16_reference(feat_data: Any) -> None:
+    """In float16, eps=1e-8 rounds to 0 and g^2 (g ~ 1e-6, 1e-3) underflows, so m/(sqrt(0)+0)
+    is +-inf, then NaN: the reference in binary16 arithmetic does exactly the same. Every step
+    has the same non-finite elements; the finite parameter (g ~ 1) stays within the bound."""
+    params, grads = feat_data
+    steps = 20
+    got = drive(BASE, params, grads[:steps], "float16", "nojit")
+    ref = reference(BASE, params, grads[:steps], arithmetic_for("float16"))
+    for t in range(steps):
+        for n in SHAPES:
+            a, r = got[t][n].ravel(), np.array(ref.params[t + 1][n], dtype=np.float64)
+            assert np.array_equal(np.isfinite(a), np.isfinite(r)), (t, n)
+            assert np.array_equal(np.isnan(a), np.isnan(r)), (t, n)
+    assert not np.all(np.isfinite(got[-1]["w"])) and np.all(np.isfinite(got[-1]["w.bias"]))
+    ref64 = reference(BASE, params, grads[:steps])
+    tol = rounding_bound(ref64, flat_grads(grads[:steps]), BASE, 2.0**-11)
+    ok, worst = within({"w.bias": got[-1]["w.bias"]}, ref.params[-1], tol)
+    assert ok, worst
