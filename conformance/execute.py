@@ -1,0 +1,283 @@
+"""Plan and execute cases in-process: one adapter, one (implementation, device, dtype, scenario,
+mode, seed) at a time. Used by the worker subprocess and by the pytest plugin.
+
+Free-running (``free``): the implementation runs the whole recorded gradient stream from the
+initial parameters. Teacher-forced (``teacher_forced``): before each step its parameters and
+moments are overwritten with the binary64 reference's (``set_state``), so each step's error is
+local. Expected values: the binary64 reference on the dtype-rounded inputs; ``exact`` means
+bitwise equal to the reference computed *in* the dtype.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from adamw_ref import PROFILES, AdamWConfig, ConfigError, get_profile
+from adapters.errors import FrameworkUnavailable, UnsupportedConfig
+from adapters.protocol import Adapter, CanonicalState, Support
+from conformance import compare as cmp
+from conformance import diagnose as dg
+from conformance import report as rp
+from conformance import tolerance
+from conformance.fastref import RefStepper, arithmetic, round_to
+from conformance.scenarios import Scenario
+from conformance.scenarios import get as get_scenario
+
+DEFAULT_DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    adapter: str
+    implementation: str
+    device: str
+    dtype: str
+    scenario: str
+    mode: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return rp.case_id(self.adapter, self.implementation, self.device, self.dtype,
+                          self.scenario, self.mode, self.seed)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load(name_or_spec: str) -> Adapter:
+    """:func:`adapters.registry.load_adapter`, instantiating a returned adapter *class*."""
+    from adapters.registry import load_adapter
+
+    obj: Any = load_adapter(name_or_spec)
+    if isinstance(obj, type):
+        obj = obj()
+    return obj  # type: ignore[no-any-return]
+
+
+def repro_command(c: CaseSpec) -> str:
+    return " ".join(shlex.quote(x) for x in [
+        "adamw-conformance", "run", "--adapter", c.adapter, "--implementation",
+        c.implementation, "--device", c.device, "--dtype", c.dtype, "--scenario", c.scenario,
+        "--mode", c.mode, "--seeds", str(c.seed), "--out", "/tmp/adamw-repro"])
+
+
+def plan(adapter: Adapter, adapter_name: str, scenarios: Sequence[Scenario], *,
+         dtypes: Sequence[str] | None = None, modes: Sequence[str] = ("free", "teacher_forced"),
+         seeds: Sequence[int] = (0,), device: str = "cpu",
+         implementations: Sequence[str] | None = None,
+         all_teacher_forced: bool = True) -> list[CaseSpec]:
+    """Every case for this adapter: each scenario's dtypes (or ``dtypes``) that the adapter
+    supports. Teacher-forced cases only for scenarios that allow them and, unless
+    ``all_teacher_forced``, only for the ``quick`` ones (keeps the default run short)."""
+    info = adapter.info
+    # ``implementations`` filters adapters that have one of them; others keep all of theirs.
+    impls = [i for i in info.implementations if not implementations or i in implementations]
+    if not impls:
+        impls = list(info.implementations)
+    out = []
+    for impl in impls:
+        for sc in scenarios:
+            wanted = dtypes if dtypes else [d for d in sc.dtypes]
+            for dt in wanted:
+                if dt not in sc.dtypes and dtypes is None:
+                    continue
+                if dt not in info.dtypes:
+                    continue
+                for mode in modes:
+                    if mode == "teacher_forced" and not (
+                            sc.teacher_forced and (all_teacher_forced or "quick" in sc.tags)):
+                        continue
+                    for seed in seeds:
+                        out.append(CaseSpec(adapter_name, impl, device, dt, sc.id, mode, seed))
+    return out
+
+
+def base_config(adapter: Adapter) -> tuple[str, AdamWConfig]:
+    prof = adapter.info.profile
+    if prof in PROFILES:
+        return prof, get_profile(prof).config
+    return prof, adapter.native_defaults()
+
+
+def _skip_reason(adapter: Adapter, sc: Scenario, c: CaseSpec) -> str | None:
+    info = adapter.info
+    for feat in sc.features:
+        sup = info.features.get(feat, Support.UNSUPPORTED)
+        if Support(sup) is Support.UNSUPPORTED:
+            return f"{info.name} does not support feature {feat!r} (AdapterInfo.features)"
+    for key, reason in info.skips.items():
+        if key in c.id or key == c.scenario:
+            return f"{info.name} skips {key!r}: {reason}"
+    if c.device not in info.devices:
+        return f"{info.name} does not support device {c.device!r}"
+    return None
+
+
+def blank_case(c: CaseSpec, profile: str, steps: int, verdict: str,
+               error: str | None = None) -> dict[str, Any]:
+    return {"id": c.id, "adapter": c.adapter, "implementation": c.implementation,
+            "device": c.device, "dtype": c.dtype, "scenario": c.scenario, "mode": c.mode,
+            "profile": profile, "seed": c.seed, "steps": steps, "verdict": verdict,
+            "acceptable_flag": None, "metrics": {}, "bound": {}, "first_divergence": None,
+            "diagnosis": None, "error": error, "repro": repro_command(c),
+            "series": rp.empty_series(), "duration_s": 0.0}
+
+
+def _run_free(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, Any],
+              grads: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    run = adapter.create(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
+                         implementation=c.implementation, device=c.device, dtype=c.dtype)
+    try:
+        out = []
+        for g in grads:
+            run.step({k: None if v is None else round_to(v, c.dtype) for k, v in g.items()})
+            out.append({k: np.asarray(v, np.float64) for k, v in run.params().items()})
+        return out
+    finally:
+        run.close()
+
+
+def _run_forced(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, Any],
+                grads: Sequence[Mapping[str, Any]], ref: Sequence[tolerance.RefPoint]
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    run = adapter.create(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
+                         implementation=c.implementation, device=c.device, dtype=c.dtype)
+    emu = RefStepper(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
+                     arithmetic(c.dtype))
+    got, emulated = [], []
+    try:
+        for t, g in enumerate(grads):
+            pt = ref[t]
+            rd = {k: round_to(v, c.dtype) for k, v in pt.params.items()}
+            run.set_state(rd, CanonicalState(step=t, m=dict(pt.m), v=dict(pt.v),
+                                             v_max=None if pt.v_max is None else dict(pt.v_max)))
+            emu.set_state(rd, t, {k: round_to(v, c.dtype) for k, v in pt.m.items()},
+                          {k: round_to(v, c.dtype) for k, v in pt.v.items()},
+                          None if pt.v_max is None else
+                          {k: round_to(v, c.dtype) for k, v in pt.v_max.items()})
+            gr = {k: None if v is None else round_to(v, c.dtype) for k, v in g.items()}
+            run.step(gr)
+            emu.step(gr)
+            got.append({k: np.asarray(v, np.float64) for k, v in run.params().items()})
+            emulated.append(emu.params())
+        return got, emulated
+    finally:
+        run.close()
+
+
+def _rounded_hparams(cfg: AdamWConfig, dtype: str) -> AdamWConfig | None:
+    """``cfg`` with lr, betas, eps, wd rounded to ``dtype``; None if a beta rounds to 1
+    (bfloat16: 0.999 -> 1.0), where the allowance would excuse anything."""
+    f = {k: float(round_to(getattr(cfg, k), dtype))
+         for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "eps_root")}
+    if f["beta1"] >= 1.0 or f["beta2"] >= 1.0:
+        return None
+    return cfg.replace(**f)
+
+
+class Executor:
+    """Runs cases of one adapter; caches free-running trajectories for diagnosis."""
+
+    def __init__(self, adapter: Adapter, diagnose: bool = True,
+                 diagnose_budget: float | None = None) -> None:
+        self.adapter = adapter
+        self.do_diagnose = diagnose
+        self.budget = diagnose_budget  # seconds of knob search in total; None = unlimited
+        self._spent = 0.0
+        self._free: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        self._diag: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        self.last_trajectory: list[dict[str, Any]] | None = None
+
+    def run(self, c: CaseSpec) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self.last_trajectory = None
+        profile = self.adapter.info.profile
+        try:
+            sc = get_scenario(c.scenario)
+            case = self._run(c, sc)
+        except (UnsupportedConfig, FrameworkUnavailable) as exc:
+            case = blank_case(c, profile, 0, "skipped", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # an implementation's failure is a result, not a crash
+            tb = traceback.format_exc(limit=6)
+            case = blank_case(c, profile, 0, "error", f"{type(exc).__name__}: {exc}\n{tb[-2000:]}")
+        case["duration_s"] = round(time.perf_counter() - t0, 4)
+        return case
+
+    def _run(self, c: CaseSpec, sc: Scenario) -> dict[str, Any]:
+        profile, base = base_config(self.adapter)
+        reason = _skip_reason(self.adapter, sc, c)
+        if reason:
+            return blank_case(c, profile, sc.steps, "skipped", reason)
+        try:
+            cfg = sc.config(base)
+        except ConfigError as exc:
+            return blank_case(c, profile, sc.steps, "skipped", f"ConfigError: {exc}")
+        self.adapter.to_native(cfg, c.implementation)  # UnsupportedConfig -> skipped
+        p0, grads = sc.inputs(c.seed)
+        spec = tolerance.spec_for(c.dtype, c.device, "ref_vs_impl")
+        ref = dg.reference_points(cfg, p0, grads, c.dtype)
+        key = (c.implementation, c.device, c.dtype, c.scenario, c.seed)
+        if c.mode == "free":
+            got = _run_free(self.adapter, c, cfg, p0, grads)
+            self._free[key] = got
+            emulated = [p.params for p in dg.reference_points(cfg, p0, grads, c.dtype, True)[1:]]
+        elif c.mode == "teacher_forced":
+            got, emulated = _run_forced(self.adapter, c, cfg, p0, grads, ref)
+        else:
+            raise ValueError(f"mode={c.mode!r}: the worker runs 'free' or 'teacher_forced'")
+        self.last_trajectory = got
+        bounds = tolerance.step_bounds(cfg, ref, grads, spec, c.mode)
+        res = cmp.compare([p.params for p in ref[1:]], got, bounds, c.dtype, emulated)
+        verdict = "exact" if res.exact else ("within_bound" if res.max_ratio <= 1 else "divergent")
+        case = blank_case(c, profile, sc.steps, verdict)
+        case.update(metrics=res.metrics, first_divergence=res.first_divergence,
+                    series={"step": res.series_step, "err": res.series_err},
+                    bound={"kind": spec.kind, "dtype": c.dtype, "device": c.device,
+                           "c_step": spec.c_step, "unit_roundoff": spec.unit_roundoff,
+                           "max_ratio": res.max_ratio})
+        if verdict == "divergent":
+            self._explain(case, c, cfg, p0, grads, spec, key)
+        return case
+
+    def _explain(self, case: dict[str, Any], c: CaseSpec, cfg: AdamWConfig,
+                 p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]],
+                 spec: tolerance.ToleranceSpec, key: tuple[Any, ...]) -> None:
+        if key not in self._free:
+            self._free[key] = _run_free(self.adapter, c, cfg, p0, grads)
+        got = self._free[key]
+        # Allowed deviation 1: hyperparameters stored in the dtype (lr, betas, eps, wd rounded).
+        rounded = _rounded_hparams(cfg, c.dtype)
+        if c.mode == "free" and rounded is not None and rounded != cfg and \
+                dg.score(rounded, p0, grads, got, c.dtype, spec) <= 1.0:
+            case["verdict"], case["acceptable_flag"] = "acceptable", \
+                "hyperparameters_rounded_to_dtype"
+            return
+        if not self.do_diagnose:
+            return
+        if key not in self._diag:
+            if self.budget is not None and self._spent >= self.budget:
+                case["diagnosis"] = {
+                    "explained_by": None, "kind": None, "candidates": [],
+                    "detail": f"not diagnosed: the knob-search budget ({self.budget:g} s) of this "
+                    "run is spent; rerun the repro command (it diagnoses)"}
+                return
+            t0 = time.perf_counter()
+            self._diag[key] = dg.diagnose(cfg, p0, grads, got, c.dtype, spec)
+            self._spent += time.perf_counter() - t0
+        case["diagnosis"] = self._diag[key]
+        flag = dg.acceptable_flag(case["diagnosis"], cfg)
+        if flag:
+            case["verdict"], case["acceptable_flag"] = "acceptable", flag
+
+
+def iter_cases(ex: Executor, cases: Iterable[CaseSpec]) -> Iterable[dict[str, Any]]:
+    for c in cases:
+        yield ex.run(c)

@@ -1,0 +1,184 @@
+"""Subprocess entry: run one adapter over its cases, appending JSON lines as it goes.
+
+``python -m conformance.worker --adapter torch --out results.jsonl [--scenario ...]
+[--dtype ...] [--mode ...] [--seeds ...] [--device cpu] [--implementation ...] [--quick|--full]``
+
+Lines (each flushed and fsynced at once, so a crash loses nothing already done):
+``{"type": "start", "adapter", "versions", "info", "devices", "precision", "plan": [case ids]}``,
+then one ``{"type": "case", "case": Case}`` per case, then ``{"type": "done"}``. If the adapter
+cannot be loaded: ``{"type": "fatal", "error"}`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+
+def _emit(fh: IO[str], obj: dict[str, Any]) -> None:
+    from conformance.report import _json_default
+
+    fh.write(json.dumps(obj, allow_nan=False, default=_json_default) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def add_selection_args(ap: argparse.ArgumentParser) -> None:
+    """Case-selection options shared by the worker and ``adamw-conformance run``."""
+    ap.add_argument("--scenario", action="append", default=None, help="scenario id (repeatable)")
+    ap.add_argument("--dtype", action="append", default=None,
+                    choices=["float64", "float32", "float16", "bfloat16"])
+    ap.add_argument("--mode", action="append", default=None, choices=["free", "teacher_forced"])
+    ap.add_argument("--seeds", default=None,
+                    help="comma list or range a-b (default 0; --full: 0-4)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--implementation", action="append", default=None)
+    ap.add_argument("--quick", action="store_true", help="the quick scenario subset")
+    ap.add_argument("--full", action="store_true", help="long runs, all seeds, all scenarios")
+    ap.add_argument("--no-diagnose", action="store_true", help="skip the knob search")
+    ap.add_argument("--diagnose-budget", type=float, default=None,
+                    help="seconds of knob search per adapter process (default 10; --full: none)")
+
+
+#: Implementations the default (non ``--full``) run covers, where not all of them.
+DEFAULT_IMPLEMENTATIONS: dict[str, list[str]] = {"optax": ["jit"], "torch-adam": ["foreach"]}
+
+
+def _default_impls(ns: argparse.Namespace, name: str) -> list[str] | None:
+    return None if ns.full else DEFAULT_IMPLEMENTATIONS.get(name)
+
+
+def parse_seeds(text: str | None, full: bool = False) -> list[int]:
+    if not text:
+        return list(range(5)) if full else [0]
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            elif part:
+                out.append(int(part))
+        except ValueError:
+            raise SystemExit(f"--seeds {text!r}: expected integers like '0,3' or '0-19'") from None
+    if any(s < 0 for s in out):
+        raise SystemExit(f"--seeds {text!r}: seeds must be >= 0")
+    return out
+
+
+def device_info(device: str) -> list[dict[str, Any]]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    devs: list[dict[str, Any]] = [{"kind": "cpu", "model": cpu, "driver": None, "runtime": None}]
+    if device == "cuda" and "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            devs.append({"kind": "cuda", "model": torch.cuda.get_device_name(0),
+                         "driver": None, "runtime": str(torch.version.cuda)})
+    return devs
+
+
+def precision_info() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["tf32"] = {"torch_cuda_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+                       "torch_cudnn": bool(torch.backends.cudnn.allow_tf32)}
+        out["matmul"] = {"torch_float32_matmul_precision": torch.get_float32_matmul_precision()}
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        out.setdefault("matmul", {})["jax_default_matmul_precision"] = str(
+            jax.config.jax_default_matmul_precision)
+        out["jax_enable_x64"] = bool(jax.config.jax_enable_x64)
+    return out
+
+
+def traj_path(directory: Path, case_id: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_.[]" else "_" for ch in case_id)
+    return Path(directory) / f"{safe}.npz"
+
+
+def save_trajectory(directory: Path, case_id: str, traj: Sequence[dict[str, Any]]) -> None:
+    """Parameters after every step, one ``(T, *shape)`` float64 array per name (no pickle)."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    names = list(traj[0]) if traj else []
+    arrays = {n: np.stack([np.asarray(p[n], np.float64) for p in traj]) for n in names}
+    tmp = traj_path(directory, case_id).with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    os.replace(tmp, traj_path(directory, case_id))
+
+
+def load_trajectory(path: Path) -> list[dict[str, Any]]:
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    steps = len(next(iter(arrays.values()))) if arrays else 0
+    return [{k: a[t] for k, a in arrays.items()} for t in range(steps)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m conformance.worker")
+    ap.add_argument("--adapter", required=True, help="built-in name or package.module:factory")
+    ap.add_argument("--name", default=None, help="name used in case ids (default: --adapter)")
+    ap.add_argument("--out", required=True, type=Path, help="JSON-lines file to append to")
+    ap.add_argument("--save-traj", type=Path, default=None,
+                    help="directory for per-case trajectories (.npz; for cpu_vs_gpu compare)")
+    add_selection_args(ap)
+    ns = ap.parse_args(argv)
+    np.seterr(all="ignore")
+    name = ns.name or ns.adapter
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(ns.out, "a", encoding="utf-8") as fh:
+        try:
+            from conformance.execute import Executor, load, plan
+            from conformance.scenarios import select
+
+            adapter = load(ns.adapter)
+            scenarios = select(ns.scenario, quick=ns.quick, full=ns.full)
+            cases = plan(adapter, name, scenarios, dtypes=ns.dtype,
+                         modes=tuple(ns.mode or ("free", "teacher_forced")),
+                         seeds=parse_seeds(ns.seeds, ns.full), device=ns.device,
+                         implementations=ns.implementation or _default_impls(ns, name),
+                         all_teacher_forced=bool(ns.full or ns.mode or ns.scenario))
+            versions = adapter.versions()
+        except BaseException as exc:
+            _emit(fh, {"type": "fatal", "adapter": name,
+                       "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}"})
+            return 2
+        info = adapter.info
+        _emit(fh, {"type": "start", "adapter": name, "versions": versions,
+                   "info": {"name": info.name, "framework": info.framework,
+                            "profile": info.profile,
+                            "implementations": list(info.implementations),
+                            "dtypes": list(info.dtypes), "devices": list(info.devices)},
+                   "devices": device_info(ns.device), "precision": precision_info(),
+                   "plan": [c.id for c in cases]})
+        budget = ns.diagnose_budget if ns.diagnose_budget is not None else (
+            None if ns.full else 10.0)
+        ex = Executor(adapter, diagnose=not ns.no_diagnose, diagnose_budget=budget)
+        for c in cases:
+            case = ex.run(c)
+            if ns.save_traj is not None and ex.last_trajectory is not None:
+                save_trajectory(ns.save_traj, case["id"], ex.last_trajectory)
+            _emit(fh, {"type": "case", "case": case})
+        _emit(fh, {"type": "done", "adapter": name})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
