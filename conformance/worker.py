@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
@@ -86,12 +87,31 @@ def device_info(device: str) -> list[dict[str, Any]]:
     except OSError:
         pass
     devs: list[dict[str, Any]] = [{"kind": "cpu", "model": cpu, "driver": None, "runtime": None}]
-    if device == "cuda" and "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        if torch.cuda.is_available():
+    if device == "cuda":
+        driver = _nvidia_driver()
+        torch = sys.modules.get("torch")
+        jax = sys.modules.get("jax")
+        if torch is not None and torch.cuda.is_available():
             devs.append({"kind": "cuda", "model": torch.cuda.get_device_name(0),
-                         "driver": None, "runtime": str(torch.version.cuda)})
+                         "driver": driver, "runtime": f"CUDA {torch.version.cuda} (torch)"})
+        elif jax is not None:
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            if gpus:
+                devs.append({"kind": "cuda", "model": gpus[0].device_kind, "driver": driver,
+                             "runtime": f"jax {jax.__version__}"})
     return devs
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA driver version from nvidia-smi, or None where it cannot be read."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    line = out.stdout.strip().splitlines()
+    return line[0].strip() if out.returncode == 0 and line else None
 
 
 def precision_info() -> dict[str, Any]:
