@@ -114,6 +114,25 @@ def _nvidia_driver() -> str | None:
     return line[0].strip() if out.returncode == 0 and line else None
 
 
+def disable_reduced_precision() -> None:
+    """TF32 and reduced-precision matmuls off in every framework this process has loaded.
+
+    AdamW itself has no matmul, but the closed-loop tasks do, and the report must state the
+    precision every comparison ran under.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        jax.config.update("jax_default_matmul_precision", "highest")
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
 def precision_info() -> dict[str, Any]:
     out: dict[str, Any] = {}
     torch = sys.modules.get("torch")
@@ -121,6 +140,10 @@ def precision_info() -> dict[str, Any]:
         out["tf32"] = {"torch_cuda_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
                        "torch_cudnn": bool(torch.backends.cudnn.allow_tf32)}
         out["matmul"] = {"torch_float32_matmul_precision": torch.get_float32_matmul_precision()}
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        out.setdefault("tf32", {})["tensorflow"] = bool(
+            tf.config.experimental.tensor_float_32_execution_enabled())
     jax = sys.modules.get("jax")
     if jax is not None:
         out.setdefault("matmul", {})["jax_default_matmul_precision"] = str(
@@ -186,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "profile": info.profile,
                             "implementations": list(info.implementations),
                             "dtypes": list(info.dtypes), "devices": list(info.devices)},
-                   "devices": device_info(ns.device), "precision": precision_info(),
+                   "devices": device_info(ns.device),
+                   "precision": (disable_reduced_precision(), precision_info())[1],
                    "plan": [c.id for c in cases]})
         budget = ns.diagnose_budget if ns.diagnose_budget is not None else (
             None if ns.full else 10.0)
