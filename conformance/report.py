@@ -119,6 +119,7 @@ class Case(TypedDict):
     repro: str
     series: Series
     duration_s: float
+    expected: NotRequired[str | None]  # known-findings entry matched (run --xfails-file)
 
 
 class Report(TypedDict):

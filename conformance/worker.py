@@ -204,13 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}"})
             return 2
         info = adapter.info
+        disable_reduced_precision()
         _emit(fh, {"type": "start", "adapter": name, "versions": versions,
                    "info": {"name": info.name, "framework": info.framework,
                             "profile": info.profile,
                             "implementations": list(info.implementations),
                             "dtypes": list(info.dtypes), "devices": list(info.devices)},
                    "devices": device_info(ns.device),
-                   "precision": (disable_reduced_precision(), precision_info())[1],
+                   "precision": precision_info(),
                    "plan": [c.id for c in cases]})
         budget = ns.diagnose_budget if ns.diagnose_budget is not None else (
             None if ns.full else 10.0)
