@@ -114,11 +114,40 @@ def cmd_run(ns: argparse.Namespace) -> int:
             report = runner.run()
     else:
         report = runner.run()
+    if ns.closed_loop or ns.full:
+        _run_closed_loop(report, adapters, ns, runner.path)
     _apply_known_findings(report, ns.xfails_file, runner.path)
     print(f"report: {runner.path}")
     if not ns.no_render:
         _render(report, out)
     return _exit_status(report)
+
+
+def _run_closed_loop(report: rp.Report, adapters: Sequence[str], ns: argparse.Namespace,
+                     report_path: Path) -> None:
+    """Append the closed-loop cases (digits logreg and MLP, each framework in its own process)
+    for the selected adapters that have a closed-loop runner; the report is rewritten after
+    each framework so nothing is lost if a later one crashes or hangs."""
+    from conformance.closed_loop import FRAMEWORKS, TASKS, closed_loop_cases, run_in_subprocess
+
+    if ns.device != "cpu":
+        print("closed loop: CPU only; skipped for --device " + ns.device, file=sys.stderr)
+        return
+    frameworks = [a for a in adapters if a in FRAMEWORKS]
+    if "torch" not in frameworks and frameworks:
+        frameworks.insert(0, "torch")  # the naive-port comparison needs the torch run
+    records: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = report["cases"]  # type: ignore[assignment]
+    base = len(cases)
+    for task in TASKS:
+        for fw in frameworks:
+            print(f"closed loop: {fw} {task} ({ns.closed_loop_steps} steps)", file=sys.stderr,
+                  flush=True)
+            records.append(run_in_subprocess(fw, task, ns.closed_loop_steps, "float64", 0,
+                                             timeout=ns.timeout))
+            del cases[base:]
+            cases.extend(closed_loop_cases(records))
+            rp.write_atomic(report_path, report)
 
 
 def _apply_known_findings(report: rp.Report, path: str | None, report_path: Path) -> None:
@@ -223,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=300.0, help="seconds per adapter worker")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--no-render", action="store_true")
+    r.add_argument("--closed-loop", action="store_true",
+                   help="also train the closed-loop tasks (digits logistic regression and MLP) "
+                   "in every selected framework and the reference (implied by --full)")
+    r.add_argument("--closed-loop-steps", type=int, default=200, help="steps per closed-loop task")
     r.add_argument("--xfails-file", default=None,
                    help="known findings: case-id substrings (# comments); matched divergent or "
                    "error cases are marked expected and do not fail the exit status")
