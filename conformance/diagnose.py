@@ -87,10 +87,10 @@ def reference_points(cfg: AdamWConfig, p0: Mapping[str, Any],
     """The reference on ``dtype``-rounded inputs, in binary64 (or in ``dtype`` if ``in_dtype``)."""
     r = RefStepper(cfg, {k: round_to(v, dtype) for k, v in p0.items()},
                    arithmetic(dtype if in_dtype else "float64"))
-    out = [tolerance.RefPoint(r.params(), *r.moments())]
+    out = [tolerance.RefPoint(r.params(), *r.moments(), dict(r.state.param_steps))]
     for g in grads:
         r.step({k: None if v is None else round_to(v, dtype) for k, v in g.items()})
-        out.append(tolerance.RefPoint(r.params(), *r.moments()))
+        out.append(tolerance.RefPoint(r.params(), *r.moments(), dict(r.state.param_steps)))
     return out
 
 
