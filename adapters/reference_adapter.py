@@ -63,7 +63,8 @@ class ReferenceRun:
 
     def state(self) -> CanonicalState:
         m, v, vm = self._ref.moments()
-        return CanonicalState(step=self._ref.state.step, m=m, v=v, v_max=vm)
+        return CanonicalState(step=self._ref.state.step, m=m, v=v, v_max=vm,
+                              param_steps=dict(self._ref.state.param_steps))
 
     def save(self, path: Path) -> None:
         data = {"params": {k: [float(x).hex() for x in np.ravel(a)]
@@ -86,7 +87,7 @@ class ReferenceRun:
                             {k: r(v, d) for k, v in state.m.items()},
                             {k: r(v, d) for k, v in state.v.items()},
                             None if state.v_max is None else
-                            {k: r(v, d) for k, v in state.v_max.items()})
+                            {k: r(v, d) for k, v in state.v_max.items()}, state.param_steps)
 
     def close(self) -> None:
         pass

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from adamw_ref import PROFILES, AdamWConfig, ConfigError, get_profile
+from adamw_ref.knobs import StepCountScope
 from adapters.errors import FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import Adapter, CanonicalState, Support
 from conformance import compare as cmp
@@ -145,24 +146,52 @@ def _run_free(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, 
         run.close()
 
 
+def _read_param_steps(run: Any) -> dict[str, int] | None:
+    """The run's per-parameter counts: ``state().param_steps``, else a ``param_steps()`` method
+    (the torch runs have one), else None (the adapter keeps a global count only)."""
+    ps = run.state().param_steps
+    if ps is not None:
+        return {k: int(x) for k, x in ps.items()}
+    fn = getattr(run, "param_steps", None)
+    return {k: int(x) for k, x in fn().items()} if callable(fn) else None
+
+
 def _run_forced(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, Any],
                 grads: Sequence[Mapping[str, Any]], ref: Sequence[tolerance.RefPoint]
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Teacher forcing: before step t+1 the run gets the reference's state after step t,
+    per-parameter counts (``CanonicalState.param_steps``) included. Where they matter
+    (per-parameter scope and a parameter that missed a step), the run must read them back;
+    an adapter that keeps a global count only cannot be forced there: the case is skipped."""
     run = adapter.create(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
                          implementation=c.implementation, device=c.device, dtype=c.dtype)
     emu = RefStepper(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
                      arithmetic(c.dtype))
+    per_param = cfg.step_count_scope is StepCountScope.PER_PARAMETER
+    checked = False
     got, emulated = [], []
     try:
         for t, g in enumerate(grads):
             pt = ref[t]
+            ps = None if pt.param_steps is None else dict(pt.param_steps)
             rd = {k: round_to(v, c.dtype) for k, v in pt.params.items()}
             run.set_state(rd, CanonicalState(step=t, m=dict(pt.m), v=dict(pt.v),
-                                             v_max=None if pt.v_max is None else dict(pt.v_max)))
+                                             v_max=None if pt.v_max is None else dict(pt.v_max),
+                                             param_steps=ps))
+            if per_param and ps is not None and not checked and \
+                    any(n != t for n in ps.values()):
+                checked = True
+                back = _read_param_steps(run)
+                if back is None or any(back.get(k) != n for k, n in ps.items()):
+                    raise UnsupportedConfig(
+                        c.adapter, "teacher_forced", "param_steps",
+                        "per-parameter step counts (frozen parameters) cannot be set: after "
+                        f"set_state with param_steps={ps} the run reports {back} (global count "
+                        "only); this scenario runs free only for this adapter")
             emu.set_state(rd, t, {k: round_to(v, c.dtype) for k, v in pt.m.items()},
                           {k: round_to(v, c.dtype) for k, v in pt.v.items()},
                           None if pt.v_max is None else
-                          {k: round_to(v, c.dtype) for k, v in pt.v_max.items()})
+                          {k: round_to(v, c.dtype) for k, v in pt.v_max.items()}, ps)
             gr = {k: None if v is None else round_to(v, c.dtype) for k, v in g.items()}
             run.step(gr)
             emu.step(gr)

@@ -126,7 +126,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              "Frozen params (None): nothing changes; separates per-parameter vs global step "
              "count in bias correction.", 20, "frozen",
              shapes={"w": (3, 2), "frozen": (4,), "late": (2,)}, overrides=_HP,
-             features=("frozen",), tags=_Q, teacher_forced=False),
+             features=("frozen",), tags=_Q),
     Scenario("scalar_and_empty", "A 0-d parameter and a zero-size parameter beside a vector.",
              "Shape edge cases: scalars and empty tensors must not crash or be skipped.",
              10, "normal", shapes={"s": (), "e": (0,), "w": (3,)}, overrides=_HP),

@@ -95,6 +95,7 @@ class RefPoint:
     m: dict[str, F64]
     v: dict[str, F64]
     v_max: dict[str, F64] | None
+    param_steps: dict[str, int] | None = None  # each parameter's own update count
 
 
 def step_bounds(config: AdamWConfig, ref: Sequence[RefPoint],
@@ -121,7 +122,9 @@ def step_bounds(config: AdamWConfig, ref: Sequence[RefPoint],
             g = grads[t - 1][n]
             th0, th1 = np.abs(ref[t - 1].params[n]), np.abs(ref[t].params[n])
             if g is None:
-                local = np.zeros_like(th0)
+                # Frozen: nothing is computed. Free-running adds no error; teacher-forced, the
+                # forced state itself is the binary64 reference rounded to the dtype (<= u|theta|).
+                local = np.zeros_like(th0) if mode == "free" else c * u * th1 + c * mu
             else:
                 own[n] += 1
                 lr_b, wd_b = cfg.group_for(n)
