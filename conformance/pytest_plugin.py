@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,12 +114,9 @@ def conformance_executor(request: pytest.FixtureRequest) -> Any:
 
 
 def _read_list(path: str) -> list[str]:
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        entry = line.split("#", 1)[0].strip()
-        if entry:
-            out.append(entry)
-    return out
+    from conformance.summary import read_entries  # one parser for CLI and pytest expectation files
+
+    return read_entries(path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
