@@ -21,7 +21,7 @@ from adamw_ref.errors import InputError
 from adamw_ref.knobs import EpsPlacement, ScheduleCount
 from adapters._numpy_util import as_float64, load_arrays, numpy_dtype, save_arrays
 from adapters.errors import AdapterError, FrameworkUnavailable
-from adapters.optax_adapter import NAME, plan
+from adapters.optax_adapter import IMPL_MODES, NAME, partition, plan
 from adapters.protocol import Array, CanonicalState
 
 
@@ -73,12 +73,26 @@ def _table(values: list[float], base: float, dtype: str) -> Any:
     return jnp.asarray(arr)
 
 
-def build_transform(config: AdamWConfig, names: list[str], dtype: str, horizon: int) -> Any:
-    """The GradientTransformation realising ``config`` with schedule tables of ``horizon``."""
+def build_transform(config: AdamWConfig, names: list[str], dtype: str, horizon: int,
+                    mu_dtype: str | None = None) -> Any:
+    """The GradientTransformation realising ``config`` with schedule tables of ``horizon``.
+
+    Groups with their own lr / weight decay: ``optax.multi_transform`` over one transform per
+    ``(lr, weight_decay)`` label (:func:`adapters.optax_adapter.partition`). ``mu_dtype`` is
+    passed to ``scale_by_adam`` (the first moment is stored in that format).
+    """
+    import jax.numpy as jnp
     import optax
 
     c = config
     p = plan(c)
+    if p["partition"]:
+        parts = partition(c, names)
+        labels = {n: label for label, (_, ns) in parts.items() for n in ns}
+        return optax.multi_transform(
+            {label: build_transform(sub, names, dtype, horizon, mu_dtype)
+             for label, (sub, _) in parts.items()}, labels)
+    mu: Any = None if mu_dtype is None else getattr(jnp, mu_dtype)
     shift = 1 if c.schedule_count is ScheduleCount.POST_INCREMENT else 0
     etas = [c.lr_schedule(i + shift) for i in range(horizon)]
     omegas = [c.wd_schedule(i + shift) for i in range(horizon)]
@@ -94,7 +108,7 @@ def build_transform(config: AdamWConfig, names: list[str], dtype: str, horizon: 
     if p["kind"] == "adamw":
         return optax.adamw(learning_rate=lr, b1=c.beta1, b2=c.beta2, eps=c.eps,
                            eps_root=c.eps_root, weight_decay=0.0 if p["decay"] is None else wd,
-                           mask=mask, nesterov=c.nesterov)
+                           mask=mask, nesterov=c.nesterov, mu_dtype=mu)
     if p["adam"] == "amsgrad":
         adam = optax.scale_by_amsgrad(b1=c.beta1, b2=c.beta2, eps=c.eps, eps_root=c.eps_root)
     elif p["adam"] == "custom":
@@ -104,7 +118,7 @@ def build_transform(config: AdamWConfig, names: list[str], dtype: str, horizon: 
             bias_correction=c.bias_correction, offset=c.bias_correction_offset)
     else:
         adam = optax.scale_by_adam(b1=c.beta1, b2=c.beta2, eps=c.eps, eps_root=c.eps_root,
-                                   nesterov=c.nesterov)
+                                   nesterov=c.nesterov, mu_dtype=mu)
     decay = p["decay"]
     if decay is None:
         return optax.chain(adam, optax.scale_by_learning_rate(lr))
@@ -126,15 +140,33 @@ def _is_adam_state(node: Any) -> bool:
     return hasattr(node, "_fields") and "mu" in node._fields and "nu" in node._fields
 
 
-def _find_adam(tree: Any) -> Any:
+def _adam_nodes(tree: Any) -> list[Any]:
+    """Every scale_by_adam-like state in ``tree`` (several under ``multi_transform``)."""
     if _is_adam_state(tree):
-        return tree
-    if isinstance(tree, tuple):
-        for item in tree:
-            found = _find_adam(item)
-            if found is not None:
-                return found
-    return None
+        return [tree]
+    items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, tuple) else ()
+    return [node for item in items for node in _adam_nodes(item)]
+
+
+def _find_adam(tree: Any) -> Any:
+    nodes = _adam_nodes(tree)
+    return nodes[0] if nodes else None
+
+
+def _is_leaf(x: Any) -> bool:
+    """A real array (not optax's ``MaskedNode`` placeholder of multi_transform)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _merged(tree: Any, field: str, names: list[str]) -> dict[str, Any] | None:
+    """``field`` (mu, nu, nu_max) per name, each taken from the adam state that holds it."""
+    out: dict[str, Any] = {}
+    for node in _adam_nodes(tree):
+        part = getattr(node, field, None)
+        if part is None:
+            return None
+        out.update({n: part[n] for n in names if _is_leaf(part[n])})
+    return out
 
 
 def _rebuild(tree: Any, fn: Callable[[Any], Any]) -> Any:
@@ -145,6 +177,8 @@ def _rebuild(tree: Any, fn: Callable[[Any], Any]) -> Any:
         return fn(node)
     if isinstance(tree, tuple):
         return tuple(_rebuild(x, fn) for x in tree)
+    if isinstance(tree, dict) and not _is_adam_state(tree):
+        return {k: _rebuild(v, fn) for k, v in tree.items()}
     return tree
 
 
@@ -187,13 +221,14 @@ class OptaxRun:
         import optax
 
         self.horizon = horizon
-        self.tx = tx = build_transform(self.config, self.names, self.dtype, horizon)
+        jit, mu_dtype = IMPL_MODES[self.implementation]
+        self.tx = tx = build_transform(self.config, self.names, self.dtype, horizon, mu_dtype)
 
         def update(params: Any, grads: Any, state: Any) -> Any:
             updates, state = tx.update(grads, state, params)
             return optax.apply_updates(params, updates), state
 
-        self._update = jax.jit(update) if self.implementation == "jit" else update
+        self._update = jax.jit(update) if jit else update
 
     def _count(self) -> int:
         return int(_find_adam(self.opt_state).count)
@@ -225,6 +260,8 @@ class OptaxRun:
         """Put the frozen names' entries of every per-parameter dict back from ``old``."""
         if isinstance(new, dict) and set(new) == set(self.names):
             return {n: old[n] if n in frozen else new[n] for n in new}
+        if isinstance(new, dict):
+            return {k: self._restore(new[k], old[k], frozen) for k in new}
         if isinstance(new, tuple) and hasattr(new, "_fields"):
             nt: Any = new
             return nt._replace(**{f: self._restore(getattr(new, f), getattr(old, f), frozen)
@@ -241,11 +278,13 @@ class OptaxRun:
 
     def state(self) -> CanonicalState:
         node = _find_adam(self.opt_state)
-        vmax = getattr(node, "nu_max", None)
+        mu, nu = _merged(self.opt_state, "mu", self.names), _merged(self.opt_state, "nu", self.names)
+        vmax = _merged(self.opt_state, "nu_max", self.names)
+        assert mu is not None and nu is not None
         return CanonicalState(
             step=int(node.count),
-            m={n: self._np(node.mu[n]) for n in self.names},
-            v={n: self._np(node.nu[n]) for n in self.names},
+            m={n: self._np(mu[n]) for n in self.names},
+            v={n: self._np(nu[n]) for n in self.names},
             v_max=None if vmax is None else {n: self._np(vmax[n]) for n in self.names},
         )
 
@@ -294,10 +333,13 @@ class OptaxRun:
             if "count" in n._fields:
                 n = n._replace(count=jnp.asarray(state.step, dtype=n.count.dtype))
             if _is_adam_state(n):
-                n = n._replace(mu={k: self._put(state.m[k]) for k in self.names},
-                               nu={k: self._put(state.v[k]) for k in self.names})
+                def put(old: Any, new: Any, k: str) -> Any:
+                    return self._put(new[k]).astype(old[k].dtype) if _is_leaf(old[k]) else old[k]
+
+                n = n._replace(mu={k: put(n.mu, state.m, k) for k in self.names},
+                               nu={k: put(n.nu, state.v, k) for k in self.names})
                 if state.v_max is not None:
-                    n = n._replace(nu_max={k: self._put(state.v_max[k]) for k in self.names})
+                    n = n._replace(nu_max={k: put(n.nu_max, state.v_max, k) for k in self.names})
             return n
 
         self._p = put

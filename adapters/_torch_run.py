@@ -183,7 +183,11 @@ class TorchRun:
         if self.scheduler is not None:
             bases = self.scheduler.base_lrs
             for g, base in zip(self.optimizer.param_groups, bases, strict=True):
-                g["lr"] = base * self._eta(self.steps)
+                lr = base * self._eta(self.steps)
+                if isinstance(g["lr"], torch.Tensor):  # tensor lr: in place, as LambdaLR does
+                    g["lr"].fill_(lr)
+                else:
+                    g["lr"] = lr
             self.scheduler.last_epoch = self.steps
             self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 

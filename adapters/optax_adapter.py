@@ -21,6 +21,10 @@ its added-to-update form), ``add_decayed_weights(-lambda)`` after the lr for uns
 is refused: ``apply_updates`` adds the update to the parameter, so
 :math:`(1-s)\theta-\alpha u` cannot be rounded as the reference rounds it.
 
+Groups with their own lr / weight decay: ``optax.multi_transform`` over one transform per
+``(lr, weight_decay)`` label (:func:`partition`). Implementations ``jit``/``nojit`` and
+``jit-mu-bfloat16``/``jit-mu-float16`` (``mu_dtype``: the first moment stored in that format).
+
 Schedules are ``table[count]`` lookups (``jnp`` arrays, so they work under ``jit``) with
 ``table[c] = fl(fl(lr)*fl(eta(c)))`` in the parameter dtype. float64 needs
 ``jax_enable_x64``: :meth:`OptaxAdamW.create` turns it on for ``dtype="float64"`` (do that before
@@ -70,10 +74,18 @@ FEATURES: dict[str, Support] = {
     "eps_root": N,
     "lr_schedule": N,
     "wd_schedule": N,
-    "groups": N,  # decay masks via mask=; per-group lr refused
+    "groups": E,  # decay masks via mask=; per-group lr/weight_decay via optax.multi_transform
     "frozen": E,  # the adapter restores frozen leaves of params and moments after the update
     "save_load": N,
 }
+
+#: implementation -> (jit?, mu_dtype). ``jit-mu-*`` store the first moment in a 16-bit format
+#: (``optax.adamw(mu_dtype=...)``; AdamWConfig has no such field, so it is an implementation).
+IMPL_MODES: dict[str, tuple[bool, str | None]] = {
+    "jit": (True, None), "nojit": (False, None),
+    "jit-mu-bfloat16": (True, "bfloat16"), "jit-mu-float16": (True, "float16"),
+}
+IMPLEMENTATIONS: tuple[str, ...] = tuple(IMPL_MODES)
 
 #: Constructor arguments without a default, filled from the ``optax`` profile by native_defaults.
 REQUIRED_FILLED = ("lr",)
@@ -105,13 +117,29 @@ def check_config(config: AdamWConfig) -> None:
                        or not c.bias_correction or c.bias_correction_offset):
         raise UnsupportedConfig(NAME, "nesterov", True,
                                 "nesterov only with optax's own scale_by_adam")
-    for group in c.groups:
-        if group.lr is not None and group.lr != c.lr:
-            raise UnsupportedConfig(NAME, "groups.lr", group.lr,
-                                    "per-group learning rates are not expressed (one chain)")
-        if group.weight_decay not in (None, 0.0, c.weight_decay):
-            raise UnsupportedConfig(NAME, "groups.weight_decay", group.weight_decay,
-                                    "only decay masks (weight_decay 0) are expressed")
+
+
+def needs_partition(config: AdamWConfig) -> bool:
+    """True when a group has its own lr or a weight decay other than 0 / the global one."""
+    c = config
+    return any((g.lr is not None and g.lr != c.lr)
+               or g.weight_decay not in (None, 0.0, c.weight_decay) for g in c.groups)
+
+
+def partition(config: AdamWConfig, names: list[str]) -> dict[str, tuple[AdamWConfig, list[str]]]:
+    """Label -> (the group's config, its parameter names) for ``optax.multi_transform``.
+
+    One label per distinct ``(lr, weight_decay)`` of :meth:`AdamWConfig.group_for`; each label's
+    config is ``config`` with that lr and weight decay and no groups (same schedules, knobs).
+    """
+    out: dict[str, tuple[AdamWConfig, list[str]]] = {}
+    for n in names:
+        lr, wd = config.group_for(n)
+        label = f"lr={lr!r},wd={wd!r}"
+        if label not in out:
+            out[label] = (config.replace(lr=lr, weight_decay=wd, groups=()), [])
+        out[label][1].append(n)
+    return out
 
 
 def plan(config: AdamWConfig) -> dict[str, Any]:
@@ -126,6 +154,7 @@ def plan(config: AdamWConfig) -> dict[str, Any]:
     kind = "adamw" if native else ("amsgrad" if c.amsgrad else "chain")
     return {
         "kind": kind,
+        "partition": needs_partition(c),
         "adam": "custom" if custom else ("amsgrad" if c.amsgrad else "scale_by_adam"),
         "decay": None if not decay else (
             "coupled_l2" if c.decay_form is DecayForm.COUPLED_L2 else c.decay_scaling.value),
@@ -145,7 +174,7 @@ class OptaxAdamW:
         name=NAME,
         framework="optax (jax)",
         profile="optax",
-        implementations=("jit", "nojit"),
+        implementations=IMPLEMENTATIONS,
         devices=("cpu", "cuda"),
         dtypes=("float32", "float64", "bfloat16", "float16"),
         knobs=KNOBS,
@@ -193,8 +222,12 @@ class OptaxAdamW:
 
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
         """``optax.adamw`` keyword arguments (schedules named, not built), or the chain plan."""
-        _check_impl(implementation)
+        mu = _check_impl(implementation, config)
         p = plan(config)
+        if p["partition"]:
+            return {"multi_transform": {
+                label: self.to_native(sub, implementation)
+                for label, (sub, _) in partition(config, _group_names(config)).items()}}
         if p["kind"] != "adamw":
             return {"chain": p, "b1": config.beta1, "b2": config.beta2, "eps": config.eps,
                     "eps_root": config.eps_root, "weight_decay": config.weight_decay}
@@ -208,6 +241,7 @@ class OptaxAdamW:
             "weight_decay": "table[count] = wd*omega(count)" if p["wd_schedule"] else wd,
             "mask": "per-parameter bools" if config.groups else None,
             "nesterov": config.nesterov,
+            "mu_dtype": mu,
         }
 
     def create(
@@ -219,7 +253,7 @@ class OptaxAdamW:
         device: str = "cpu",
         dtype: str = "float32",
     ) -> OptimizerRun:
-        _check_impl(implementation)
+        _check_impl(implementation, config)
         plan(config)
         if dtype not in self.info.dtypes:
             raise UnsupportedConfig(NAME, "dtype", dtype, f"expected one of {self.info.dtypes}")
@@ -229,9 +263,26 @@ class OptaxAdamW:
         return OptaxRun(config, params, implementation or "jit", device, dtype)
 
 
-def _check_impl(implementation: str | None) -> None:
-    if implementation not in (None, "jit", "nojit"):
-        raise UnsupportedConfig(NAME, "implementation", implementation, "expected 'jit' or 'nojit'")
+def _group_names(config: AdamWConfig) -> list[str]:
+    """Parameter names the groups mention, plus one ungrouped placeholder (for to_native)."""
+    names = [n for g in config.groups for n in g.names]
+    return [*names, "\x00other"]
+
+
+def _check_impl(implementation: str | None, config: AdamWConfig | None = None) -> str | None:
+    """The implementation's ``mu_dtype`` (None: the parameter dtype); refuse unknown names."""
+    if implementation is not None and implementation not in IMPL_MODES:
+        raise UnsupportedConfig(NAME, "implementation", implementation,
+                                f"expected one of {list(IMPL_MODES)}")
+    mu = IMPL_MODES[implementation or "jit"][1]
+    if mu is not None and config is not None:
+        c = config
+        if (c.amsgrad or c.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION
+                or not c.bias_correction or c.bias_correction_offset):
+            raise UnsupportedConfig(NAME, "implementation", implementation,
+                                    "mu_dtype only with optax's own scale_by_adam (no amsgrad, "
+                                    "eps after bias correction, standard bias correction)")
+    return mu
 
 
 def _import_optax(x64: bool = False) -> Any:

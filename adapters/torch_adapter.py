@@ -12,7 +12,14 @@ The math (``torch/optim/adam.py``, torch 2.13.0), for a parameter with its own c
 i.e. the ``torch`` profile: epsilon after bias correction, multiplicative decay scaled by the
 scheduled lr before the step, per-parameter step counts, AMSGrad on the raw :math:`v`.
 Implementations: ``forloop`` (``foreach=False``), ``foreach`` (``foreach=True``), ``fused``
-(``fused=True``); ``None`` leaves the choice to torch.
+(``fused=True``); ``None`` leaves the choice to torch. With a *tensor* lr (each group's ``lr`` a
+0-dim float64 tensor holding the config's lr exactly -- float32 for ``fused`` on CUDA, whose
+kernel requires it, so lr is rounded to binary32 there -- torch 2.13's rules in ``adam.py``: foreach
+only with ``capturable=True``): ``forloop-tensor-lr``, ``fused-tensor-lr``, and on CUDA only
+``capturable`` (``foreach=True, capturable=True``) and ``forloop-capturable``. The capturable
+path keeps the step count as a float32 tensor and computes the bias corrections and
+``step_size = lr/bc1`` as float32 tensors, then
+``denom = (sqrt(v)/(sqrt(bc2)*(-step_size))) + eps/(-step_size)``, ``theta += m/denom``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any, ClassVar
 from adamw_ref import AdamWConfig, Constant, StepCountScope
 from adapters._torch_common import TORCH_DTYPES, import_torch, refuse_unsupported
 from adapters._torch_run import TorchRun
-from adapters.errors import AdapterError
+from adapters.errors import AdapterError, UnsupportedConfig
 from adapters.protocol import AdapterInfo, Array, Support
 
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
@@ -34,7 +41,16 @@ IMPLEMENTATIONS: dict[str, dict[str, bool]] = {
     "forloop": {"foreach": False, "fused": False},
     "foreach": {"foreach": True, "fused": False},
     "fused": {"foreach": False, "fused": True},
+    "forloop-tensor-lr": {"foreach": False, "fused": False},
+    "fused-tensor-lr": {"foreach": False, "fused": True},
+    "capturable": {"foreach": True, "fused": False, "capturable": True},
+    "forloop-capturable": {"foreach": False, "fused": False, "capturable": True},
 }
+#: implementations whose groups get a tensor lr (0-dim float64 on the parameters' device)
+TENSOR_LR: frozenset[str] = frozenset(
+    {"forloop-tensor-lr", "fused-tensor-lr", "capturable", "forloop-capturable"})
+#: torch requires params and state steps on cuda/xpu/hpu/xla for capturable=True
+CUDA_ONLY: frozenset[str] = frozenset({"capturable", "forloop-capturable"})
 
 TORCH_KNOBS: dict[str, dict[str, Support]] = {
     "eps_placement": {"after_bias_correction": N, "before_bias_correction": U},
@@ -60,7 +76,11 @@ _NOTES = (
     "All four dtypes run on cpu and cuda with every implementation (torch 2.13: fused CPU "
     "kernels exist for float32/float64/float16/bfloat16). float16/bfloat16: forloop and foreach "
     "round every intermediate to the parameter dtype, fused computes in float32 and rounds "
-    "once. A tensor lr is not used. Save/load: state_dict tensors in .npz, the rest JSON."
+    "once. Tensor lr: the *-tensor-lr and capturable implementations (float64 0-dim tensors, "
+    "float32 for fused on CUDA, whose kernel requires it; "
+    "the LambdaLR schedule writes lr*eta into them in place); capturable is CUDA-only and "
+    "computes the bias corrections in float32 whatever the parameter dtype. "
+    "Save/load: state_dict tensors in .npz, the rest JSON."
 )
 
 
@@ -112,6 +132,8 @@ class _TorchAdamBase:
         kwargs.update(self._extra_for(config))
         if implementation is not None:
             kwargs.update(IMPLEMENTATIONS[implementation])
+        if implementation in TENSOR_LR:
+            kwargs["tensor_lr"] = True  # adapter flag (popped by create): lr as a float64 tensor
         return kwargs
 
     def _extra_for(self, config: AdamWConfig) -> dict[str, Any]:
@@ -127,12 +149,24 @@ class _TorchAdamBase:
         dtype: str = "float32",
     ) -> TorchRun:
         kwargs = self.to_native(config, implementation)
+        tensor_lr = bool(kwargs.pop("tensor_lr", False))
+        if implementation in CUDA_ONLY and not device.startswith("cuda"):
+            raise UnsupportedConfig(
+                self.info.name, "implementation", implementation,
+                f"capturable=True needs a CUDA device (torch rejects device {device!r})")
         cls = self._cls()
         if config.decay_form.value == "none":
             config = config.replace(groups=tuple(g.__class__(g.names, g.lr, 0.0)
                                                  for g in config.groups), weight_decay=0.0)
 
         def make(groups: list[dict[str, Any]]) -> Any:
+            if tensor_lr:
+                import torch
+
+                dev = groups[0]["params"][0].device
+                # the fused CUDA kernel reads lr as float ("expected scalar type Float")
+                dt = torch.float32 if kwargs.get("fused") and dev.type == "cuda" else torch.float64
+                groups = [{**g, "lr": torch.tensor(g["lr"], dtype=dt, device=dev)} for g in groups]
             return cls(groups, **kwargs)
 
         return TorchRun(self.info.name, make, config, params, device=device, dtype=dtype)

@@ -52,6 +52,8 @@ from adamw_ref import (  # noqa: E402
 from adapters import AdapterError, FrameworkUnavailable, UnsupportedConfig, load_adapter  # noqa: E402
 
 IMPLS = ("forloop", "foreach", "fused")
+TENSOR_LR_IMPLS = ("forloop-tensor-lr", "fused-tensor-lr")
+CAPTURABLE_IMPLS = ("capturable", "forloop-capturable")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device"))]
 STEPS = 200
@@ -140,7 +142,7 @@ def test_versions_and_info() -> None:
     from adamw_ref import KNOB_FIELDS
 
     assert set(a.info.knobs) == set(KNOB_FIELDS)
-    assert a.info.implementations == IMPLS
+    assert a.info.implementations == (*IMPLS, *TENSOR_LR_IMPLS, *CAPTURABLE_IMPLS)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -250,6 +252,7 @@ def _tensors(run: Any) -> list[Any]:
     ("forloop", "float32", "warmup_cosine"), ("foreach", "float64", "amsgrad"),
     ("fused", "float32", "amsgrad"), ("fused", "bfloat16", "warmup_cosine"),
     ("foreach", "float16", "maximize"), ("fused", "bfloat16", "amsgrad"),
+    ("fused-tensor-lr", "float32", "warmup_cosine"), ("forloop-tensor-lr", "float64", "amsgrad"),
 ])
 @pytest.mark.parametrize("device", DEVICES)
 def test_save_load_continues_bit_exactly(
@@ -375,3 +378,102 @@ def test_set_state_round_trip_continues_bit_exactly(impl: str, data: Any) -> Non
         b.step(g)
     assert all(np.array_equal(a.params()[n], b.params()[n]) for n in SHAPES)
     assert b.state().step == 30
+
+
+# --- tensor lr ------------------------------------------------------------------------------
+# torch 2.13 (optim/adam.py): a tensor lr needs capturable=True or fused=True, or foreach=False;
+# LambdaLR fills the tensor in place. The adapter's tensor lr is a 0-dim float64 tensor holding
+# the config's lr exactly, so the non-capturable paths compute the same scalars as a float lr.
+TENSOR_CFG = BASE.replace(lr_schedule=WarmupCosine(10, SHORT, final=0.1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("impl", TENSOR_LR_IMPLS)
+def test_tensor_lr_trajectory_matches_reference(impl: str, dtype: str, device: str,
+                                                data: Any) -> None:
+    params, grads = data
+    run = drive("torch", TENSOR_CFG, params, grads[:SHORT], impl, dtype, device)
+    lr = run.optimizer.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor)  # the tensor path ran
+    want = TENSOR_CFG.lr * TENSOR_CFG.lr_schedule(SHORT)  # LambdaLR filled the tensor in place
+    assert run.scheduler is not None and float(lr) == float(torch.tensor(want, dtype=lr.dtype))
+    ref64 = reference(TENSOR_CFG, params, grads[:SHORT])
+    u = U64 if dtype == "float64" else U32
+    lim = bound(TENSOR_CFG, ref64, u)
+    f32_lr = impl == "fused-tensor-lr" and device == "cuda"
+    if f32_lr:
+        # The fused CUDA kernel needs a float32 lr tensor: lr_t carries a relative error u32,
+        # which enters the step (u32*lr_t*U) and the decay (u32*lr_t*wd*|theta|) once per step.
+        big_u = (1 - BASE.beta1) / math.sqrt(1 - BASE.beta2)
+        for n in lim:
+            lim[n] = lim[n] + sum(U32 * BASE.lr * TENSOR_CFG.lr_schedule(t - 1) * (
+                big_u + BASE.weight_decay * np.abs(ref64[t][n])) for t in range(1, SHORT + 1))
+    assert worst(run.params(), ref64[-1], lim) <= 1.0
+    if f32_lr:
+        return
+    # Same scalars as the float-lr implementation: bit-identical trajectories, except the 0-dim
+    # float32 parameter "s" on the for-loop path: there ``param.mul_(1 - lr*wd)`` and
+    # ``addcdiv_`` mix two 0-dim tensors (float32 param, float64 lr), and torch's type promotion
+    # between dimensionless tensors computes in float64 before the cast (a Python-float lr is
+    # cast to float32 first). That case is covered by the rounding bound above only.
+    plain = drive("torch", TENSOR_CFG, params, grads[:SHORT], impl.removesuffix("-tensor-lr"),
+                  dtype, device)
+    same = [n for n in SHAPES if not (impl == "forloop-tensor-lr" and dtype == "float32"
+                                      and SHAPES[n] == ())]
+    assert all(np.array_equal(run.params()[n], plain.params()[n]) for n in same)
+
+
+def test_tensor_lr_to_native_and_capturable_needs_cuda() -> None:
+    kw = load_adapter("torch").to_native(BASE, "capturable")
+    assert kw["capturable"] is True and kw["foreach"] is True and kw["tensor_lr"] is True
+    assert "tensor_lr" not in load_adapter("torch").to_native(BASE, "foreach")
+    for impl in CAPTURABLE_IMPLS:
+        with pytest.raises(UnsupportedConfig, match="capturable=True needs a CUDA device"):
+            load_adapter("torch").create(BASE, {"w": np.zeros(2)}, implementation=impl)
+
+
+def capturable_bound(cfg: AdamWConfig, ref: list[dict[str, np.ndarray]],
+                     u: float) -> dict[str, np.ndarray]:
+    r"""The module bound plus the capturable path's float32 bias corrections.
+
+    With ``capturable=True`` torch keeps the step as a float32 tensor, so ``bc_i = 1 - beta_i**k``
+    is evaluated in binary32 whatever the parameter dtype: beta rounded to binary32 (relative
+    ``u32``, amplified by the cancellation to ``u32*beta/(1-beta)`` in ``1 - beta**k``) and a
+    binary32 ``pow`` (``P = 4`` ulps, amplified to ``P*u32*beta**k/(1-beta**k)``). The update
+    carries ``1/bc1`` and ``sqrt(bc2)``: relative ``C_k*u32`` with
+    ``C_k = b1/(1-b1) + b2/(2(1-b2)) + P*(b1**k/(1-b1**k) + b2**k/(2(1-b2**k)))``.
+    The reordered ``denom = sqrt(v)/(sqrt(bc2)*(-step_size)) + eps/(-step_size)`` adds 4
+    roundings in the parameter dtype (``sqrt(bc2)``, the product, ``eps/..``, the quotient).
+    """
+    b1, b2, p32 = cfg.beta1, cfg.beta2, 4
+    big_u = (1 - b1) / math.sqrt(1 - b2)
+    out = {}
+    for n in ref[0]:
+        acc = np.zeros(ref[0][n].shape)
+        for t in range(1, len(ref)):
+            lr_t = cfg.group_for(n)[0] * cfg.lr_schedule(t - 1)
+            c_k = b1 / (1 - b1) + b2 / (2 * (1 - b2)) + p32 * (
+                b1**t / (1 - b1**t) + b2**t / (2 * (1 - b2**t)))
+            acc = acc + K_THETA * u * np.abs(ref[t][n]) + (
+                (K_U + 4) * u + c_k * U32) * lr_t * big_u
+        out[n] = acc
+    return out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="capturable=True needs CUDA")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("impl", CAPTURABLE_IMPLS)
+def test_capturable_tensor_lr_within_float32_bias_correction_bound(impl: str, dtype: str,
+                                                                  data: Any) -> None:
+    params, grads = data
+    run = drive("torch", TENSOR_CFG, params, grads[:SHORT], impl, dtype, "cuda")
+    assert isinstance(run.optimizer.param_groups[0]["lr"], torch.Tensor)
+    ref64 = reference(TENSOR_CFG, params, grads[:SHORT])
+    u = U64 if dtype == "float64" else U32
+    got = run.params()
+    assert worst(got, ref64[-1], capturable_bound(TENSOR_CFG, ref64, u)) <= 1.0
+    if dtype == "float64":
+        # Finding: float64 parameters do not get float64 accuracy on this path (the float32
+        # bias corrections); the plain float64 bound is exceeded.
+        assert worst(got, ref64[-1], bound(TENSOR_CFG, ref64, U64)) > 1.0, ulps(got, ref64, U64)
