@@ -1,24 +1,7 @@
 """MLX ``mlx.optimizers.AdamW`` adapter (CPU) against the reference.
 
-Rounding bound (used for every trajectory comparison; derived, not fitted). Two implementations
-of the same algebra, each rounding every ``+ - * / sqrt`` to nearest (unit roundoff ``u``), differ
-from the exact trajectory by at most ``E_t`` each, with, per element and to first order:
-
-* moments: ``em_t = b1*em_{t-1} + 3u(b1|m_{t-1}| + (1-b1)|g|)`` (three roundings per update,
-  old errors damped by ``b1``); ``ev_t`` likewise with ``b2`` and ``g^2``;
-* update ``D = lr_t*c*m/(sqrt(v)+e')`` (``c = sqrt(bc2)/bc1``; ``e'`` = eps-hat, or
-  ``eps*sqrt(bc2)`` for eps after bias correction): its error is at most
-  ``lr_t*c*(em/d + |m|*min(ev/(2 sqrt v), sqrt(ev))/d^2) + K u |D| + C_t u |D|`` with
-  ``d = sqrt(v)+e'`` and ``K = 12`` roundings in forming ``D``. ``C_t`` is the cancellation in
-  ``1 - beta``/``1 - beta^k``: a relative error ``u`` in ``beta`` (rounding the hyperparameter to
-  the working format, which one implementation may do and the other not) or ``P = 4`` ulps in
-  ``beta^k`` (a library ``pow``) becomes ``u*beta/(1-beta)`` resp. ``P*u*beta^k/(1-beta^k)``
-  relative in ``1 - beta^k``; ``D`` carries ``1/bc1`` and ``sqrt(bc2)``, so
-  ``C_t = (b1/(1-b1) + b2/(2(1-b2))) + P*(b1^k/(1-b1^k) + b2^k/(2(1-b2^k)))``;
-* parameter: ``E_t = E_{t-1} + 4u|theta_{t-1}| + err(D)``: two roundings at the parameter's scale
-  (decay, then the step; the decay factor ``1 - s <= 1`` only damps ``E_{t-1}``).
-
-The tolerance is ``2 E_T`` (both implementations), evaluated along the binary64 reference.
+Rounding bound: ``2 E_T`` from :mod:`tests.adapters.trajectory_bounds`, where it is derived
+(first order, derived, not fitted).
 """
 
 from __future__ import annotations
