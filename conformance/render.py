@@ -155,9 +155,16 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         by_scenario[_s(c.get("scenario"), "unknown")].append(c)
     paths: list[Path] = []
     for scenario, cases in sorted(by_scenario.items()):
-        fig, ax = plt.subplots(figsize=(10.0, 4.4), dpi=110)
+        # One colour per adapter/implementation/dtype, solid = free-running, dotted =
+        # teacher-forced; the legend lists each colour once and grows the figure, not the axes.
+        keys = sorted({(_s(c.get("adapter")), _s(c.get("implementation")), _s(c.get("dtype")))
+                       for c in cases})
+        palette = [plt.get_cmap(name)(i) for name in ("tab20", "tab20b") for i in range(20)]
+        colour = {k: palette[i % len(palette)] for i, k in enumerate(keys)}
+        ncol = 1 if len(keys) <= 16 else 2
+        fig, ax = plt.subplots(figsize=(10.0, max(4.4, 1.2 + 0.19 * len(keys) / ncol)), dpi=110)
         plotted = 0
-        adapters = Counter(_s(c.get("adapter")) for c in cases)
+        labelled: set[tuple[str, str, str]] = set()
         bad_steps: list[tuple[Any, Any]] = []
         top = 1.0
         for c in cases:
@@ -169,10 +176,14 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
             if not any(math.isfinite(y) for y in ys):
                 continue
             top = max([top] + [y for y in ys if math.isfinite(y)])
-            adapter = _s(c.get("adapter"))
-            impl = f" {_s(c.get('implementation'))[:28]}" if adapters[adapter] > 1 else ""
-            label = f"{adapter}{impl} {_s(c.get('dtype'))} ({_s(c.get('verdict'))})"
-            (line,) = ax.plot([s for s, _ in pairs], ys, label=label, lw=1.1, marker=".", ms=2.5)
+            key = (_s(c.get("adapter")), _s(c.get("implementation")), _s(c.get("dtype")))
+            label = None
+            if key not in labelled:
+                labelled.add(key)
+                label = f"{key[0]} {key[1][:24]} {key[2]}"
+            ls = ":" if c.get("mode") == "teacher_forced" else "-"
+            (line,) = ax.plot([s for s, _ in pairs], ys, label=label, lw=1.1, ls=ls,
+                              color=colour[key], marker=".", ms=2.5)
             bad_steps += [(s, line.get_color()) for s, e in pairs
                           if e is None or not math.isfinite(e) or e >= 1e300]
             plotted += 1
@@ -182,7 +193,9 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         if plotted:
             ax.set_yscale("log")
             ax.axhline(1.0, color="black", lw=0.9, ls="--", label="bound (ratio 1)")
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            ax.plot([], [], color="grey", ls="-", label="free-running")
+            ax.plot([], [], color="grey", ls=":", label="teacher-forced")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol)
         else:
             ax.text(0.5, 0.5, "no finite positive error series", ha="center", va="center",
                     transform=ax.transAxes)
@@ -193,9 +206,8 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         ax.set_ylabel("error / bound")
         ax.set_title(f"scenario: {scenario}")
         ax.grid(True, which="both", alpha=0.3)
-        fig.tight_layout()
         path = out_dir / f"scenario-{_slug(scenario)}.png"
-        fig.savefig(path)
+        fig.savefig(path, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     paths.append(_verdict_grid(report, out_dir / "verdicts.png", plt))
