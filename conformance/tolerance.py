@@ -5,7 +5,8 @@ dtype, per element and step :math:`t` the *local* error (one step from an exact 
 
 .. math::
 
-   \ell_t = c\,u\,\bigl(|\theta_{t-1}| + |\theta_t| + a_t(1+\kappa_t)\bigr) + c\,\mu,\qquad
+   \ell_t = c\,u\,\bigl(|\theta_{t-1}| + |\theta_t| + a_t(1+\kappa_t)\bigr)
+   + c\,\mu\,\bigl(1 + \tfrac{\alpha_t}{b_1(\sqrt{\hat v_t}+\epsilon_{\text{eff}})}\bigr),\qquad
    a_t = \alpha_t\,\frac{\hat M_t}{\sqrt{\hat v_t}+\epsilon_{\text{eff}}},
 
 where :math:`\hat M_t` is the bias-corrected moving average of :math:`|g|` (it bounds
@@ -158,7 +159,14 @@ def step_bounds(config: AdamWConfig, ref: Sequence[RefPoint],
                 carried = 0.0
                 if mode == "free":
                     carried = min(t, 1 / (1 - b1)) + 0.5 * min(t, 1 / (1 - b2)) if b2 < 1 else t
-                local = c * u * (th0 + th1 + a * (1.0 + kappa + carried)) + c * mu
+                # A subnormal m is rounded with an *absolute* error up to mu/2, not u|m|; it
+                # reaches theta through d(theta)/dm = lr_t/(bc1 d), which is ~lr/eps when v
+                # underflows (v ~ g^2 = 0): an absolute term the relative model above misses.
+                with np.errstate(all="ignore"):
+                    sens = lr_b * eta / (bc1 * (np.sqrt(vhat + cfg.eps_root) + eps_eff))
+                sens = np.where(np.isfinite(sens), sens, 0.0)
+                local = (c * u * (th0 + th1 + a * (1.0 + kappa + carried))
+                         + c * mu * (1.0 + sens * (1.0 + carried)))
             if mode == "free":
                 acc[n] = acc[n] + local
                 bounds[n] = acc[n].copy()
