@@ -157,6 +157,9 @@ class Runner:
         if job.spec in KERAS_BACKEND:
             env["KERAS_BACKEND"] = KERAS_BACKEND[job.spec]
         env.setdefault("PYTHONHASHSEED", "0")
+        # Workers share one GPU: JAX would grab 75% of its memory at start-up and starve a torch
+        # worker running beside it (seen on an H100 with --jobs 6); allocate on demand instead.
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         cmd = [sys.executable, "-m", "conformance.worker", "--adapter", job.spec,
                "--name", job.name, "--out", str(job.results), *self.worker_args]
         with open(job.stderr, "wb") as err:
