@@ -107,6 +107,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
         if prog is not None:
             prog.update(task, advance=1, description=f"{case['verdict']}: {case['id']}")
 
+    if ns.timeout is None:
+        ns.timeout = 3600.0 if ns.full else 300.0
     runner = Runner(adapters, out, wargs, seeds=seeds, jobs=ns.jobs, timeout=ns.timeout,
                     command=command, on_case=on_case, on_plan=on_plan)
     if prog is not None:
@@ -249,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_selection_args(r)
     r.add_argument("--out", default="adamw-conformance-report", help="output directory")
     r.add_argument("--jobs", type=int, default=2, help="worker processes at a time")
-    r.add_argument("--timeout", type=float, default=300.0, help="seconds per adapter worker")
+    r.add_argument("--timeout", type=float, default=None,
+                   help="seconds per adapter worker (default 300; 3600 with --full, whose "
+                   "five seeds, long runs and unbounded diagnosis take far longer)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--no-render", action="store_true")
     r.add_argument("--closed-loop", action="store_true",
