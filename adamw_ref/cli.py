@@ -1,15 +1,15 @@
 """The ``adamw-ref`` command line.
 
 Subcommands: ``explain`` (one or more steps with every intermediate), ``run`` (a JSON case file ->
-a JSON trajectory), ``profiles`` and ``knobs`` (what the specification knows), and two that other
-packages implement, dispatched lazily: ``vectors`` (:mod:`adamw_ref.vectors`) and ``translate``
-(:mod:`adapters.translate`). Bad input prints one line on stderr and exits with status 2.
+a JSON trajectory), ``profiles`` and ``knobs`` (what the specification knows), ``vectors``
+(:mod:`adamw_ref.vectors.cli`), and the commands that packages built on the specification register
+(:mod:`adamw_ref.commands`: ``translate``, ``vectors verify``). Bad input prints one line on stderr
+and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -21,7 +21,8 @@ from adamw_ref.config import KNOB_FIELDS, AdamWConfig
 from adamw_ref.errors import AdamWRefError, ConfigError, InputError
 
 PROG = "adamw-ref"
-_LAZY = {"vectors": "adamw_ref.vectors", "translate": "adapters.translate"}
+#: Commands provided by other packages through the ``adamw_ref.commands`` entry points.
+REGISTERED = {"translate": "translate a recipe between frameworks (needs the adapters)"}
 
 
 def _error(message: str) -> int:
@@ -234,31 +235,26 @@ def build_parser() -> argparse.ArgumentParser:
     kn.add_argument("--json", action="store_true")
     kn.set_defaults(func=_cmd_knobs)
 
-    for name, module in _LAZY.items():
-        sub.add_parser(name, help=f"(implemented in {module}; see '{PROG} {name} --help')",
-                       add_help=False)
+    vec = sub.add_parser("vectors", help="language-agnostic test vectors: generate, lint, verify "
+                         f"(see '{PROG} vectors --help')", add_help=False)
+    vec.set_defaults(func=None)
+    for name, text in REGISTERED.items():
+        sub.add_parser(name, help=f"{text} (see '{PROG} {name} --help')", add_help=False)
     return parser
-
-
-def _lazy(command: str, rest: list[str]) -> int:
-    module_name = _LAZY[command]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        return _error(f"'{command}' needs {module_name}, which is not available ({exc})")
-    cli_main = getattr(module, "cli_main", None)
-    if cli_main is None:
-        return _error(f"{module_name} has no cli_main")
-    result = cli_main(rest)
-    return int(result or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``adamw-ref``; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args_list and args_list[0] in _LAZY:
-            return _lazy(args_list[0], args_list[1:])
+        if args_list and args_list[0] == "vectors":
+            from adamw_ref.vectors.cli import cli_main
+
+            return cli_main(args_list[1:])
+        if args_list and args_list[0] in REGISTERED:
+            from adamw_ref.commands import load_command
+
+            return int(load_command(args_list[0])(args_list[1:]) or 0)
         parser = build_parser()
         try:
             args = parser.parse_args(args_list)

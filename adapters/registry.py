@@ -18,14 +18,14 @@ ENTRY_POINT_GROUP = "adamw_ref.adapters"
 
 #: Built-in adapter names -> ``module:factory``. Filled in as adapters land.
 BUILTIN_ADAPTERS: dict[str, str] = {
-    "reference": "adapters.reference_adapter:ReferenceAdapter",
-    "torch": "adapters.torch_adapter:TorchAdamW",
-    "torch-adam": "adapters.torch_adapter:TorchAdamDecoupled",
-    "keras-tensorflow": "adapters.keras_adapter:KerasTensorFlow",
-    "keras-jax": "adapters.keras_adapter:KerasJax",
-    "keras-torch": "adapters.keras_adapter:KerasTorch",
-    "optax": "adapters.optax_adapter:OptaxAdamW",
-    "mlx": "adapters.mlx_adapter:MLXAdamW",
+    "reference": "adapters.reference.adapter:ReferenceAdapter",
+    "torch": "adapters.torch.adapter:TorchAdamW",
+    "torch-adam": "adapters.torch.adapter:TorchAdamDecoupled",
+    "keras-tensorflow": "adapters.keras.adapter:KerasTensorFlow",
+    "keras-jax": "adapters.keras.adapter:KerasJax",
+    "keras-torch": "adapters.keras.adapter:KerasTorch",
+    "optax": "adapters.optax.adapter:OptaxAdamW",
+    "mlx": "adapters.mlx.adapter:MLXAdamW",
 }
 
 

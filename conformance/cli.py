@@ -9,6 +9,7 @@
     adamw-conformance list                # scenarios, adapters and whether installed
     adamw-conformance compare CPU_DIR GPU_DIR [--out DIR]   # cpu_vs_gpu cases
     adamw-conformance summary DIR [--title T] [--md OUT]    # the report as Markdown
+    adamw-conformance vectors verify --adapter NAME | lint  # the test vectors
 
 Exit status of ``run`` and ``compare``: 0 when no case is ``divergent`` or ``error`` other than
 those matched by ``--xfails-file`` (known findings), 1 otherwise.
@@ -23,20 +24,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from conformance import report as rp
+from conformance.report import schema as rp
 
 
 def _render(report: rp.Report, out_dir: Path | None, *, html: bool = True) -> None:
     try:
-        from conformance import render  # provided by conformance/render.py when present
-    except ImportError:
+        from conformance.report.terminal import render_terminal
+    except ImportError:  # rich is not installed
         _plain_summary(report)
         return
     try:
-        render.render_terminal(report)
+        render_terminal(report)
         if out_dir is not None and html:
-            render.render_plots(report, out_dir)
-            path = render.render_html(report, out_dir)
+            from conformance.report.html import render_html
+            from conformance.report.plots import render_plots
+
+            path = render_html(report, out_dir, render_plots(report, out_dir))
             print(f"HTML report: {path}")
     except Exception as exc:  # a rendering bug must not lose the JSON report
         print(f"(rendering failed: {type(exc).__name__}: {exc}; the JSON report is intact)",
@@ -130,7 +133,7 @@ def _run_closed_loop(report: rp.Report, adapters: Sequence[str], ns: argparse.Na
     """Append the closed-loop cases (digits logreg and MLP, each framework in its own process)
     for the selected adapters that have a closed-loop runner; the report is rewritten after
     each framework so nothing is lost if a later one crashes or hangs."""
-    from conformance.closed_loop import FRAMEWORKS, TASKS, closed_loop_cases, run_in_subprocess
+    from conformance.closed_loop.suite import FRAMEWORKS, TASKS, closed_loop_cases, run_in_subprocess
 
     if ns.device != "cpu":
         print("closed loop: CPU only; skipped for --device " + ns.device, file=sys.stderr)
@@ -156,7 +159,7 @@ def _apply_known_findings(report: rp.Report, path: str | None, report_path: Path
     """Mark cases matched by the known-findings file; warn about entries that match nothing."""
     if not path:
         return
-    from conformance.summary import mark_expected, read_entries
+    from conformance.expectations import mark_expected, read_entries
 
     cases: list[dict[str, Any]] = report["cases"]  # type: ignore[assignment]
     fixed, not_run = mark_expected(cases, read_entries(path))
@@ -176,7 +179,7 @@ def _exit_status(report: rp.Report) -> int:
 
 
 def cmd_summary(ns: argparse.Namespace) -> int:
-    from conformance.summary import render_markdown
+    from conformance.report.markdown import render_markdown
 
     text = render_markdown(rp.load(Path(ns.dir)), title=ns.title)
     if ns.md:
@@ -281,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--title", default="Conformance report")
     sm.add_argument("--md", default=None, help="write to this file instead of stdout")
     sm.set_defaults(func=cmd_summary)
+    v = sub.add_parser("vectors", add_help=False,
+                       help="the test vectors: 'verify --adapter NAME' runs an implementation "
+                       "against them, 'lint' checks the files against the JSON Schema "
+                       "(see 'adamw-conformance vectors --help')")
+    v.set_defaults(func=None)
     return ap
 
 
@@ -288,7 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
 
     np.seterr(all="ignore")
-    ns = build_parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["vectors"]:
+        from conformance.vectors import vectors_main
+
+        return vectors_main(args[1:])
+    ns = build_parser().parse_args(args)
     rc: int = ns.func(ns)
     return rc
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from conformance import compare as cmp
 from conformance import diagnose as dg
-from conformance import report as rp
+from conformance.report import schema as rp
 from conformance import tolerance
 from conformance.execute import base_config
 from conformance.scenarios import get as get_scenario

@@ -26,7 +26,7 @@ from adamw_ref import KNOB_FIELDS, PROFILES, AdamWConfig, ConfigError
 from adamw_ref import knobs as K
 from conformance import compare as cmp
 from conformance import tolerance
-from conformance.fastref import RefStepper, arithmetic, round_to
+from adapters.reference.oracle import RefStepper, arithmetic, round_to
 
 KNOB_VALUES: dict[str, tuple[Any, ...]] = {
     "eps_placement": tuple(m.value for m in K.EpsPlacement),

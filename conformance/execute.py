@@ -25,9 +25,9 @@ from adapters.errors import FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import Adapter, CanonicalState, Support
 from conformance import compare as cmp
 from conformance import diagnose as dg
-from conformance import report as rp
+from conformance.report import schema as rp
 from conformance import tolerance
-from conformance.fastref import RefStepper, arithmetic, round_to
+from adapters.reference.oracle import RefStepper, arithmetic, round_to
 from conformance.scenarios import Scenario
 from conformance.scenarios import get as get_scenario
 

@@ -114,7 +114,7 @@ def conformance_executor(request: pytest.FixtureRequest) -> Any:
 
 
 def _read_list(path: str) -> list[str]:
-    from conformance.summary import read_entries  # one parser for CLI and pytest expectation files
+    from conformance.expectations import read_entries  # one parser for CLI and pytest expectation files
 
     return read_entries(path)
 
@@ -136,7 +136,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def check_case(executor: Any, case_spec: Any) -> dict[str, Any]:
     """Run one case; skip or fail the calling test as its verdict says."""
-    from conformance.report import PASSING
+    from conformance.report.schema import PASSING
 
     case: dict[str, Any] = executor.run(case_spec)
     if case["verdict"] == "skipped":

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from conformance import __version__
-from conformance import report as rp
+from conformance.report import schema as rp
 
 #: Built-in adapter -> the framework module whose presence means "installed".
 FRAMEWORK_MODULES: dict[str, str] = {

@@ -26,7 +26,7 @@ import numpy as np
 
 
 def _emit(fh: IO[str], obj: dict[str, Any]) -> None:
-    from conformance.report import _json_default
+    from conformance.report.schema import _json_default
 
     fh.write(json.dumps(obj, allow_nan=False, default=_json_default) + "\n")
     fh.flush()

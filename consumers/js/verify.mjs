@@ -1,4 +1,4 @@
-// Verify consumers/js/adamw.js against the language-agnostic vectors in conformance/vectors.
+// Verify consumers/js/adamw.js against the language-agnostic vectors in adamw_ref/vectors/data.
 //
 //   node consumers/js/verify.mjs [DIR]
 //
@@ -103,7 +103,7 @@ export function verifyDir(dir, log = console.log) {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const here = dirname(fileURLToPath(import.meta.url));
-  const dir = process.argv[2] ?? join(here, "..", "..", "conformance", "vectors");
+  const dir = process.argv[2] ?? join(here, "..", "..", "adamw_ref", "vectors", "data");
   const r = verifyDir(dir);
   if (r.files === 0) {
     console.log(`no vector files in ${dir}`);

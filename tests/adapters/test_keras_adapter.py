@@ -1,7 +1,7 @@
 """Keras 3 AdamW adapter (TensorFlow, JAX, PyTorch backends) against the reference.
 
 Keras fixes its backend per process, so each backend runs all its jobs in one subprocess
-(``adapters._keras_subprocess.run_jobs``) that returns bit-exact JSON; the comparisons with the
+(``adapters.keras.fresh_process.run_jobs``) that returns bit-exact JSON; the comparisons with the
 pure-Python reference happen here.
 
 Rounding bound: ``2 E_T`` from :mod:`tests.adapters.trajectory_bounds`, where it is derived
@@ -26,7 +26,7 @@ from adamw_ref import (
 )
 from adamw_ref.knobs import ScheduleCount
 from adapters.errors import UnsupportedConfig
-from adapters.keras_adapter import KerasJax, KerasTensorFlow, KerasTorch
+from adapters.keras.adapter import KerasJax, KerasTensorFlow, KerasTorch
 from tests.adapters.trajectory_bounds import (
     SHAPES,
     flat,
@@ -93,7 +93,7 @@ def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _job(cfg: AdamWConfig, dtype: str, params: dict[str, Any], grads: list[dict[str, Any]],
          save_at: int | None = None) -> dict[str, Any]:
-    from adapters._keras_subprocess import encode
+    from adapters.keras.fresh_process import encode
 
     return {
         "kind": "run", "config": cfg.to_json(), "dtype": dtype, "save_at": save_at,
@@ -107,7 +107,7 @@ TEACHER_AT = 30
 
 def _teacher_job(params: dict[str, Any], grads: list[dict[str, Any]]) -> dict[str, Any]:
     """set_state from the binary32 reference after step k, then one step (teacher forcing)."""
-    from adapters._keras_subprocess import encode
+    from adapters.keras.fresh_process import encode
 
     ref = reference(BASE, params, grads, BINARY32_ARITHMETIC)
     st = ref.states[TEACHER_AT]
@@ -122,7 +122,7 @@ def _teacher_job(params: dict[str, Any], grads: list[dict[str, Any]]) -> dict[st
 @pytest.fixture(scope="module", params=["tensorflow", "jax", "torch"])
 def backend_results(request: pytest.FixtureRequest) -> dict[str, Any]:
     """One subprocess per backend runs every job; returns the decoded results by job name."""
-    from adapters._keras_subprocess import decode, run_jobs
+    from adapters.keras.fresh_process import decode, run_jobs
 
     backend = request.param
     if importlib.util.find_spec(backend) is None:  # not imported here (slow, and per process)

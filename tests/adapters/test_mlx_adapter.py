@@ -23,7 +23,7 @@ from adamw_ref import (
 )
 from adamw_ref.knobs import ScheduleCount
 from adapters.errors import FrameworkUnavailable, UnsupportedConfig
-from adapters.mlx_adapter import MLXAdamW
+from adapters.mlx.adapter import MLXAdamW
 from adapters.protocol import CanonicalState
 from tests.adapters.trajectory_bounds import (
     SHAPES,

@@ -28,7 +28,7 @@ from adamw_ref import (
 )
 from adamw_ref.knobs import DecayScaling, ScheduleCount
 from adapters.errors import UnsupportedConfig
-from adapters.optax_adapter import OptaxAdamW
+from adapters.optax.adapter import OptaxAdamW
 from adapters.protocol import CanonicalState
 from tests.adapters.trajectory_bounds import (
     SHAPES,
@@ -380,7 +380,7 @@ def test_mu_dtype_stores_first_moment_and_stays_in_bound(feat_data: Any, mu_dtyp
     is damped by b1 (``rounding_bound(mu_store=...)``); the reference keeps m in float32."""
     import jax.numpy as jnp
 
-    from adapters._optax_run import _find_adam
+    from adapters.optax.run import _find_adam
 
     params, grads = feat_data
     impl = f"jit-mu-{mu_dtype}"

@@ -34,7 +34,7 @@ from adamw_ref import KNOB_FIELDS, AdamWConfig, UserSchedule, get_profile  # noq
 from adapters import Adapter, UnsupportedConfig, load_adapter  # noqa: E402
 from tests.adapters.test_torch_adapter import U32, U64, _f32, bound, reference, worst  # noqa: E402
 
-SPEC = "adapters.contrib.pytorch_optimizer_adapters:"
+SPEC = "adapters.contrib.pytorch_optimizer:"
 NAMES = ("StableAdamWAdapter", "AdamCAdapter", "FlashAdamWAdapter")
 STEPS = 50
 TORCH = get_profile("torch").config.replace(lr=1e-2, weight_decay=0.1)

@@ -1,7 +1,7 @@
 """Closed-loop training tasks: data, NumPy gradients, torch vs reference, naive torch->keras port.
 
 Runs are 200 steps of logistic regression on digits (batch 64). Frameworks run in their own
-process through the CLI (``python -m conformance.closed_loop``), Keras with KERAS_BACKEND set.
+process through the CLI (``python -m conformance.closed_loop.suite``), Keras with KERAS_BACKEND set.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("sklearn", reason="scikit-learn provides the digits dataset")
 
-from conformance.closed_loop import closed_loop_cases, run_in_subprocess
-from conformance.closed_loop_data import load_task
-from conformance.closed_loop_numpy import loss_and_grads
+from conformance.closed_loop.data import load_task
+from conformance.closed_loop.reference import loss_and_grads
+from conformance.closed_loop.suite import closed_loop_cases, run_in_subprocess
 
 STEPS = 200
 LR = 1e-3
@@ -147,7 +147,7 @@ def test_naive_port_torch_to_keras_differs_beyond_rounding(
 @pytest.mark.framework("torch")
 def test_cases_follow_report_schema(torch_record: dict[str, Any]) -> None:
     pytest.importorskip("jsonschema")
-    from conformance.report import validate
+    from conformance.report.schema import validate
 
     skipped = {**torch_record, "framework": "mlx", "profile": "mlx", "run": None,
                "skipped": "mlx is not installed"}
@@ -166,7 +166,7 @@ def test_cases_follow_report_schema(torch_record: dict[str, Any]) -> None:
     assert set(case["metrics"]) >= {"W", "b", "loss", "train_acc", "test_acc"}
     assert case["series"]["step"] == list(range(1, STEPS + 1))
     assert all(math.isfinite(e) and e <= 1.0 for e in case["series"]["err"])
-    assert "python -m conformance.closed_loop --framework torch" in case["repro"]
+    assert "python -m conformance.closed_loop.suite --framework torch" in case["repro"]
     assert case["bound"]["param_abs"] == pytest.approx(PARAM_BOUND_F64)
 
 

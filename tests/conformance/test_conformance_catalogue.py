@@ -7,7 +7,7 @@ import pytest
 
 from adamw_ref import PROFILES, AdamWConfig, get_profile
 from adapters.protocol import Support
-from adapters.reference_adapter import ReferenceAdapter
+from adapters.reference.adapter import ReferenceAdapter
 from conformance import gradients
 from conformance.execute import CaseSpec, Executor
 from conformance.scenarios import SCENARIOS, get, select

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import report as rp
 from conformance.cli import main
+from conformance.report import schema as rp
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def test_pytest_entry_with_adapter_option_and_expectation_files(tmp_path: Path) 
 
 def test_pytest_entry_env_var_flags_planted_bug(tmp_path: Path) -> None:
     (tmp_path / "planted_mod.py").write_text(
-        "from adapters.reference_adapter import planted_adapter\n"
+        "from adapters.reference.adapter import planted_adapter\n"
         "def factory():\n    return planted_adapter('decay_scaling', 'unscaled')\n")
     env = {"ADAMW_CONFORMANCE_ADAPTER": "planted_mod:factory",
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.reference_adapter import ReferenceAdapter
+from adapters.reference.adapter import ReferenceAdapter
 from conformance.execute import Executor, plan
-from conformance.report import PASSING
+from conformance.report.schema import PASSING
 from conformance.scenarios import select
 
 SEEDS = list(range(20))

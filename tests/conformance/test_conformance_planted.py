@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from adamw_ref import KNOB_FIELDS, get_profile
-from adapters.reference_adapter import planted_adapter
+from adapters.reference.adapter import planted_adapter
 from conformance.diagnose import KNOB_VALUES
 from conformance.execute import CaseSpec, Executor
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import report as rp
+from conformance.report import schema as rp
 from conformance.runner import Runner
 
 PLUGIN = textwrap.dedent('''
@@ -20,7 +20,7 @@ PLUGIN = textwrap.dedent('''
     import sys
     import time
 
-    from adapters.reference_adapter import ReferenceAdapter
+    from adapters.reference.adapter import ReferenceAdapter
 
 
     class _Crash(ReferenceAdapter):

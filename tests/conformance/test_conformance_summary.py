@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from conformance.cli import main
-from conformance.report import SCHEMA, SCHEMA_VERSION
-from conformance.summary import mark_expected, read_entries, render_markdown
+from conformance.expectations import mark_expected, read_entries
+from conformance.report.markdown import render_markdown
+from conformance.report.schema import SCHEMA, SCHEMA_VERSION
 
 
 def _case(cid: str, verdict: str, **kw: Any) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def test_run_exit_status_honours_known_findings(tmp_path: Path, monkeypatch: pyt
     # a known finding it stays in the report (marked expected) and no longer fails the exit code.
     pytest.importorskip("numpy")
     (tmp_path / "planted_known.py").write_text(
-        "from adapters.reference_adapter import planted_adapter\n"
+        "from adapters.reference.adapter import planted_adapter\n"
         "def factory():\n    return planted_adapter('eps_placement', 'before_bias_correction')\n")
     root = Path(__file__).resolve().parents[2]
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{root}")

@@ -17,17 +17,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adamw_ref import BINARY32_ARITHMETIC, get_profile, run_trajectory
+from adapters.reference.oracle import round_to
 from conformance import compare as cmp
 from conformance import tolerance
 from conformance.diagnose import reference_points
-from conformance.fastref import round_to
 from conformance.scenarios import SCENARIOS, get
 
 SHORT = [s for s in SCENARIOS if "long" not in s.tags and "float32" in s.dtypes]
 
 
 def _binary32_trajectory(sc_id: str, seed: int) -> tuple[list[dict[str, np.ndarray]], ...]:
-    """The spec in exact binary32 through the *pure-Python* adamw_ref (not conformance.fastref)."""
+    """The spec in exact binary32 through the *pure-Python* adamw_ref (not adapters.reference.oracle)."""
     sc = get(sc_id)
     cfg = sc.config(get_profile("torch").config)
     p0, grads = sc.inputs(seed)

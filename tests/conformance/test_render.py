@@ -12,7 +12,9 @@ import pytest
 pytest.importorskip("rich")
 pytest.importorskip("matplotlib")
 
-from conformance.render import render_html, render_plots, render_terminal
+from conformance.report.html import render_html
+from conformance.report.plots import render_plots
+from conformance.report.terminal import render_terminal
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NASTY_REPRO = "pytest -k 'torch<foreach>' && echo \"a&b\" <script>alert(1)</script>"

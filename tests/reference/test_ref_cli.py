@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,25 +136,59 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "--help")[0] == 0
 
 
-def test_lazy_subcommands_missing_module(monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    # None in sys.modules makes the import fail, as if the module were not installed
-    monkeypatch.setitem(sys.modules, "adamw_ref.vectors", None)
-    monkeypatch.setitem(sys.modules, "adapters.translate", None)
-    for cmd in ("vectors", "translate"):
-        code, _, err = run(capsys, cmd, "--help")
-        assert code == 2 and "not available" in err
+SEEN: list[list[str]] = []
 
 
-def test_lazy_subcommand_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
+def _fake_command(argv: list[str]) -> int:
+    SEEN.append(argv)
+    return 0
 
-    seen: list[list[str]] = []
-    fake = types.ModuleType("adamw_ref.vectors")
-    fake.cli_main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "adamw_ref.vectors", fake)
-    assert main(["vectors", "list", "--json"]) == 0
-    assert seen == [["list", "--json"]]
+
+def _entry_points(*eps: Any) -> Any:
+    from importlib.metadata import EntryPoint
+
+    from adamw_ref.commands import GROUP
+
+    made = [EntryPoint(name=n, value=v, group=GROUP) for n, v in eps]
+    return lambda group: made if group == GROUP else []
+
+
+def test_registered_commands_missing(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # no installed package registers the verbs: one line, exit 2, no traceback
+    monkeypatch.setattr("adamw_ref.commands.entry_points", _entry_points())
+    for argv in (["translate", "--help"], ["vectors", "verify", "--adapter", "torch"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "no installed package provides the command" in err, argv
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_registered_command_broken(monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("adamw_ref.commands.entry_points",
+                        _entry_points(("translate", "no_such_module_xyz:cli_main")))
+    code, _, err = run(capsys, "translate")
+    assert code == 2 and "cannot be loaded" in err and "no_such_module_xyz" in err
+
+
+def test_registered_command_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    target = f"{__name__}:_fake_command"
+    monkeypatch.setattr("adamw_ref.commands.entry_points",
+                        _entry_points(("translate", target), ("vectors-verify", target)))
+    SEEN.clear()
+    assert main(["translate", "--from", "torch"]) == 0
+    assert main(["vectors", "verify", "--adapter", "x"]) == 0
+    assert SEEN == [["--from", "torch"], ["--adapter", "x"]]
+
+
+def test_this_distribution_registers_its_commands() -> None:
+    from adamw_ref.commands import registered
+
+    found = registered()
+    if not found:
+        pytest.skip("adamw-ref is not installed (no entry points) in this environment")
+    assert found.get("translate") == "adapters.translate:cli_main"
+    assert found.get("vectors-verify") == "conformance.vectors:cli_main"
 
 
 def test_console_script_runs() -> None:

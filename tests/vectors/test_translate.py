@@ -207,7 +207,7 @@ def test_translation_through_the_frameworks(target: str, adapter_name: str,
     except AdapterError as exc:  # FrameworkUnavailable included
         pytest.skip(f"{adapter_name}: {exc}")
     # MLX keeps learning_rate and beta**step in float32 even for float64 parameters (documented
-    # in adapters/mlx_adapter.py): its rounding term is binary32 although the arrays are float64.
+    # in adapters/mlx/adapter.py): its rounding term is binary32 although the arrays are float64.
     bound = step_bounds(tr, STEPS, "float32" if adapter_name == "mlx" else "float64")
     try:
         for t, g in enumerate(grads):

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from adamw_ref.vectors import cli_main as vectors_cli
+from adamw_ref.vectors.cli import cli_main as vectors_cli
 
-verify_vectors = pytest.importorskip("conformance.verify_vectors")
+verify_vectors = pytest.importorskip("conformance.vectors")
 np = pytest.importorskip("numpy")
 
 
 def _reference(**override: object):  # type: ignore[no-untyped-def]
     try:
-        from adapters.reference_adapter import ReferenceAdapter
+        from adapters.reference.adapter import ReferenceAdapter
     except ImportError:  # pragma: no cover - H3a's module not there yet
-        pytest.skip("adapters/reference_adapter.py not available")
+        pytest.skip("adapters/reference/adapter.py not available")
     return ReferenceAdapter(override or None)
 
 

@@ -1,0 +1,1 @@
+"""MLX: ``mlx.optimizers.AdamW`` (:mod:`~adapters.mlx.adapter`)."""

@@ -1,0 +1,103 @@
+"""A report as Markdown: the envelope, verdict counts, and one row per finding.
+
+``adamw-conformance summary DIR [--title T] [--md OUT]``. The output is deterministic (sorted
+rows, no timestamps beyond the report's own), so committed summaries only change when the
+results do. Divergent and error cases are listed with their first divergent step, size, the
+diagnosis and the reproduction command; ``expected`` marks cases matched by a known-findings
+file (``run --xfails-file``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+VERDICT_ORDER = ("exact", "within_bound", "acceptable", "divergent", "error", "skipped")
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        return f"{x:.3g}"
+    return str(x)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _max_metric(case: Mapping[str, Any], key: str) -> float | None:
+    vals = [m.get(key) for m in (case.get("metrics") or {}).values() if isinstance(m, Mapping)]
+    nums = [v for v in vals if isinstance(v, (int, float)) and not math.isnan(v)]
+    return max(nums) if nums else None
+
+
+def _bound_ratio(case: Mapping[str, Any]) -> float | None:
+    errs = (case.get("series") or {}).get("err") or []
+    nums = [e for e in errs if isinstance(e, (int, float)) and not math.isnan(e)]
+    return max(nums) if nums else None
+
+
+def render_markdown(report: Mapping[str, Any], title: str = "Conformance report") -> str:
+    """The Markdown text of ``report`` (a dict in the adamw-conformance/report schema)."""
+    env = report.get("envelope", {})
+    cases = list(report.get("cases", []))
+    lines = [f"# {title}", ""]
+    lines += ["| | |", "|---|---|"]
+    lines.append(f"| command | `{_cell(env.get('command', ''))}` |")
+    lines.append(f"| suite / spec | {env.get('suite_version')} / {env.get('spec_version')} |")
+    lines.append(f"| commit | {env.get('commit') or '–'} |")
+    lines.append(f"| created | {env.get('created', '–')} |")
+    lines.append(f"| python / platform | {env.get('python')} / {_cell(env.get('platform', ''))} |")
+    fw = ", ".join(f"{k} {v}" for k, v in sorted((env.get("frameworks") or {}).items()))
+    lines.append(f"| frameworks | {_cell(fw)} |")
+    for d in env.get("devices") or []:
+        lines.append(f"| device ({d.get('kind')}) | {_cell(d.get('model'))}; driver "
+                     f"{d.get('driver') or '–'}; runtime {d.get('runtime') or '–'} |")
+    lines.append(f"| precision | {_cell(env.get('precision'))} |")
+    lines.append(f"| seeds | {env.get('seeds')} |")
+    lines.append("")
+
+    counts: dict[tuple[str, str, str, str], Counter[str]] = {}
+    for c in cases:
+        key = (c.get("adapter", ""), c.get("implementation", ""), c.get("device", ""),
+               c.get("dtype", ""))
+        counts.setdefault(key, Counter())[c.get("verdict", "")] += 1
+    lines += ["## Verdicts", "",
+              "| adapter | implementation | device | dtype | " + " | ".join(VERDICT_ORDER) + " |",
+              "|---|---|---|---|" + "---:|" * len(VERDICT_ORDER)]
+    for key in sorted(counts):
+        cnt = counts[key]
+        lines.append("| " + " | ".join(_cell(k) for k in key) + " | "
+                     + " | ".join(str(cnt.get(v, 0) or "") for v in VERDICT_ORDER) + " |")
+    lines.append("")
+
+    bad = sorted((c for c in cases if c.get("verdict") in ("divergent", "error")),
+                 key=lambda c: (c.get("adapter", ""), c.get("implementation", ""),
+                                c.get("dtype", ""), c.get("scenario", ""), c.get("mode", ""),
+                                c.get("id", "")))
+    lines += ["## Findings (divergent and error cases)", ""]
+    if not bad:
+        lines += ["None.", ""]
+        return "\n".join(lines)
+    lines += ["| case | verdict | first divergence | max rel. err | × bound | diagnosis | repro |",
+              "|---|---|---|---:|---:|---|---|"]
+    for c in bad:
+        fd = c.get("first_divergence") or {}
+        where = (f"step {fd.get('step')}, {fd.get('param')}{list(fd.get('index') or [])}"
+                 if fd else "–")
+        diag = c.get("diagnosis") or {}
+        why = diag.get("detail") or (c.get("error") or "")[:300]
+        if c.get("expected"):
+            why = f"**expected** ({c['expected']}); {why}"
+        lines.append(
+            f"| `{_cell(c.get('id'))}` | {c.get('verdict')} | {_cell(where)} | "
+            f"{_fmt(_max_metric(c, 'max_rel'))} | {_fmt(_bound_ratio(c))} | {_cell(why)} | "
+            f"`{_cell(c.get('repro', ''))}` |")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Development tools of adamw-ref (not installed): the import-linter contract types."""
