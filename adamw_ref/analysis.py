@@ -28,8 +28,9 @@ def _strength(s: float) -> float:
     return float(s)
 
 
-def decay_strength(lr: float, weight_decay: float, scaling: DecayScaling = DecayScaling.LR,
-                   multiplier: float = 1.0) -> float:
+def decay_strength(
+    lr: float, weight_decay: float, scaling: DecayScaling = DecayScaling.LR, multiplier: float = 1.0
+) -> float:
     r"""The per-step decay strength :math:`s` for a decay-scaling convention.
 
     ``lr`` is the base learning rate :math:`\alpha`, ``multiplier`` the schedule value
@@ -73,8 +74,9 @@ def half_life_small_s(s: float) -> float:
     return LN2 / _strength(s)
 
 
-def effective_l2(lr: float, weight_decay: float, scaling: DecayScaling = DecayScaling.LR,
-                 preconditioner: float = 1.0) -> float:
+def effective_l2(
+    lr: float, weight_decay: float, scaling: DecayScaling = DecayScaling.LR, preconditioner: float = 1.0
+) -> float:
     r"""The L2 strength :math:`\alpha_{\text{eff}}` whose penalty :math:`\tfrac{\alpha}{2}w^2` the
     decoupled-decay fixed point minimises, for a step :math:`-\eta P\nabla L` with a *fixed*
     positive preconditioner :math:`P` (SGD: :math:`P=1`).
@@ -112,8 +114,9 @@ def quadratic_fixed_point(a: float, w_star: float, alpha_eff: float) -> float:
     return a * w_star / (a + alpha_eff)
 
 
-def adam_direction_zero_grad(m_prev: float, v_prev: float, step: int, beta1: float = 0.9,
-                             beta2: float = 0.999, eps: float = 1e-8) -> float:
+def adam_direction_zero_grad(
+    m_prev: float, v_prev: float, step: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+) -> float:
     r"""The Adam direction :math:`u_t` of step :math:`t` when the data gradient is zero.
 
     PyTorch convention (epsilon after bias correction):
@@ -129,8 +132,7 @@ def adam_direction_zero_grad(m_prev: float, v_prev: float, step: int, beta1: flo
     return m_hat / (math.sqrt(v_hat) + eps)
 
 
-def lambda_star(theta: float, u: float, lr: float,
-                scaling: DecayScaling = DecayScaling.LR) -> float:
+def lambda_star(theta: float, u: float, lr: float, scaling: DecayScaling = DecayScaling.LR) -> float:
     r"""The :math:`\lambda_\star` at which decoupled decay exactly cancels the Adam step :math:`u`.
 
     Multiplicative decay before the step: the step is
@@ -150,8 +152,11 @@ def lambda_star(theta: float, u: float, lr: float,
     scaling = DecayScaling(scaling)
     lam = -u / theta if scaling is DecayScaling.LR else -lr * u / theta
     if not lam > 0.0:
-        raise ConfigError("u", u, "the Adam step does not push away from the origin "
-                                  "(u*theta >= 0): no positive lambda cancels it")
+        raise ConfigError(
+            "u",
+            u,
+            "the Adam step does not push away from the origin (u*theta >= 0): no positive lambda cancels it",
+        )
     return lam
 
 
@@ -159,8 +164,9 @@ def _log_shrink(lrs: Sequence[float], lam: float) -> float:
     return math.fsum(math.log1p(-lr * lam) for lr in lrs)
 
 
-def post_warmup_lambda(lrs: Sequence[float], warmup_steps: int, weight_decay: float,
-                       tol: float = 1e-15) -> float:
+def post_warmup_lambda(
+    lrs: Sequence[float], warmup_steps: int, weight_decay: float, tol: float = 1e-15
+) -> float:
     r"""The :math:`\lambda_{\text{post}}` that, applied only after the first ``warmup_steps``
     updates, gives the same cumulative shrinkage as ``weight_decay`` applied from step 1.
 
@@ -198,8 +204,7 @@ def post_warmup_lambda(lrs: Sequence[float], warmup_steps: int, weight_decay: fl
     return 0.5 * (lo + hi)
 
 
-def post_warmup_lambda_first_order(lrs: Sequence[float], warmup_steps: int,
-                                   weight_decay: float) -> float:
+def post_warmup_lambda_first_order(lrs: Sequence[float], warmup_steps: int, weight_decay: float) -> float:
     r"""First-order closed form :math:`\lambda_{\text{post}}\approx\lambda\sum_t\eta_t/
     \sum_{t>W}\eta_t` (from :math:`\ln(1-x)\approx -x`; relative error :math:`O(\eta\lambda)`)."""
     if isinstance(warmup_steps, bool) or not 0 <= warmup_steps < len(lrs):
@@ -210,8 +215,9 @@ def post_warmup_lambda_first_order(lrs: Sequence[float], warmup_steps: int,
     return weight_decay * math.fsum(lrs) / post
 
 
-def scheduled_lrs(lr: float, schedule: Callable[[int], float], steps: int,
-                  post_increment: bool = False) -> list[float]:
+def scheduled_lrs(
+    lr: float, schedule: Callable[[int], float], steps: int, post_increment: bool = False
+) -> list[float]:
     r"""Per-update learning rates :math:`\eta_t=\alpha\,\eta(c_t)` for updates :math:`t=1..T`, with
     :math:`c_t=t-1` (``pre_increment``, Keras/Optax/PyTorch schedulers) or :math:`t`
     (``post_increment``, the paper)."""

@@ -182,9 +182,7 @@ class FloatArithmetic(Arithmetic[float]):
         return self._r([_ieee_sqrt(x) for x in xs])
 
     def maximum(self, xs: Sequence[float], ys: Sequence[float]) -> list[float]:
-        return [
-            x if x != x else (y if y != y else (x if x >= y else y)) for x, y in zip(xs, ys)
-        ]
+        return [x if x != x else (y if y != y else (x if x >= y else y)) for x, y in zip(xs, ys)]
 
     def neg(self, xs: Sequence[float]) -> list[float]:
         return [-x for x in xs]

@@ -31,10 +31,27 @@ CASE_VERSION = 1
 TRAJECTORY_FORMAT = "adamw-ref/trajectory"
 TRAJECTORY_VERSION = 1
 
-_KEYS = {"format", "version", "name", "description", "profile", "config", "schedules",
-         "arithmetic", "params", "grads", "state"}
-_ARITH_ALIASES = {"binary64": "float64", "binary32": "float32", "binary16": "float16",
-                  "double": "float64", "float": "float32", "half": "float16"}
+_KEYS = {
+    "format",
+    "version",
+    "name",
+    "description",
+    "profile",
+    "config",
+    "schedules",
+    "arithmetic",
+    "params",
+    "grads",
+    "state",
+}
+_ARITH_ALIASES = {
+    "binary64": "float64",
+    "binary32": "float32",
+    "binary16": "float16",
+    "double": "float64",
+    "float": "float32",
+    "half": "float16",
+}
 
 
 @dataclass(frozen=True)
@@ -66,8 +83,9 @@ def parse_arithmetic(spec: object, field: str = "arithmetic") -> Arithmetic[Any]
     try:
         return arithmetic_for(_ARITH_ALIASES.get(spec, spec))
     except ConfigError:
-        raise ConfigError(field, spec, "unknown; expected float64, float32, float16, bfloat16 "
-                                       "or decimal:DIGITS") from None
+        raise ConfigError(
+            field, spec, "unknown; expected float64, float32, float16, bfloat16 or decimal:DIGITS"
+        ) from None
 
 
 def parse_number(x: object, field: str) -> float | Decimal:
@@ -172,8 +190,11 @@ def parse_case(data: object) -> Case:
                 continue
             vec = _vector(g, f"{where}.{name}")
             if len(vec) != len(params[name]):
-                raise InputError(f"{where}.{name}", f"length {len(vec)}",
-                                 f"parameter {name!r} has length {len(params[name])}")
+                raise InputError(
+                    f"{where}.{name}",
+                    f"length {len(vec)}",
+                    f"parameter {name!r} has length {len(params[name])}",
+                )
             row[name] = vec
         grads.append(row)
 
@@ -184,8 +205,15 @@ def parse_case(data: object) -> Case:
         except InputError as exc:
             raise InputError(f"state.{exc.field}", exc.value, exc.reason) from None
     name = data.get("name", "")
-    return Case(name=str(name), profile=profile_name, config=cfg, arithmetic=arithmetic,
-                params=params, grads=grads, state=state)
+    return Case(
+        name=str(name),
+        profile=profile_name,
+        config=cfg,
+        arithmetic=arithmetic,
+        params=params,
+        grads=grads,
+        state=state,
+    )
 
 
 def run_parsed(case: Case) -> Trajectory:
@@ -230,8 +258,12 @@ def trajectory_to_json(case: Case, traj: Trajectory, decimal: bool = True) -> di
             "v_max": _enc(st.v_max),
         }
         if decimal:
-            entry["decimal"] = {"params": _human(params), "m": _human(st.m), "v": _human(st.v),
-                                "v_max": _human(st.v_max)}
+            entry["decimal"] = {
+                "params": _human(params),
+                "m": _human(st.m),
+                "v": _human(st.v),
+                "v_max": _human(st.v_max),
+            }
         steps.append(entry)
     return {
         "format": TRAJECTORY_FORMAT,
@@ -277,8 +309,6 @@ def trajectory_from_json(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         dec: dict[str, Any] = {"step": entry["step"]}
         for key in ("params", "m", "v", "v_max"):
             d = entry[key]
-            dec[key] = None if d is None else {
-                k: tuple(decode_number(x) for x in vs) for k, vs in d.items()
-            }
+            dec[key] = None if d is None else {k: tuple(decode_number(x) for x in vs) for k, vs in d.items()}
         out.append(dec)
     return out

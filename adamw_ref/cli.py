@@ -92,20 +92,30 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         def conv(d: Any) -> Any:
             return None if d is None else {k: tuple(arithmetic.vec(v)) for k, v in d.items()}
 
-        state = State(step=loaded.step, param_steps=loaded.param_steps, m=conv(loaded.m),
-                      v=conv(loaded.v), v_max=conv(loaded.v_max))
+        state = State(
+            step=loaded.step,
+            param_steps=loaded.param_steps,
+            m=conv(loaded.m),
+            v=conv(loaded.v),
+            v_max=conv(loaded.v_max),
+        )
     params = {name: theta}
     if not args.state_json:
         state = init(params, cfg, arithmetic)
     grads = [{name: grad} for _ in range(args.steps)]
     traces = explain_steps(params, grads, state, cfg, arithmetic)
     if args.json:
-        doc = {"profile": args.profile, "arithmetic": arithmetic.name, "config": cfg.to_json(),
-               "steps": [trace_to_json(tr) for tr in traces]}
+        doc = {
+            "profile": args.profile,
+            "arithmetic": arithmetic.name,
+            "config": cfg.to_json(),
+            "steps": [trace_to_json(tr) for tr in traces],
+        }
         print(json.dumps(doc, indent=2))
         return 0
-    hp = ", ".join(f"{k}={getattr(cfg, k)!r}" for k in ("lr", "beta1", "beta2", "eps",
-                                                          "weight_decay", "eps_root"))
+    hp = ", ".join(
+        f"{k}={getattr(cfg, k)!r}" for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "eps_root")
+    )
     knobs = ", ".join(f"{k}={v}" for k, v in cfg.knobs().items())
     flags = ", ".join(f"{k}={getattr(cfg, k)}" for k in ("amsgrad", "maximize", "nesterov"))
     print(f"adamw-ref explain: profile {args.profile}, arithmetic {arithmetic.name}")
@@ -144,18 +154,32 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else list(PROFILES)
     profiles = [get_profile(n) for n in names]
     if args.json:
-        print(json.dumps([{
-            "name": p.name, "title": p.title, "config": p.config.to_json(),
-            "implementations": list(p.implementations), "source": p.source,
-            "required": list(p.required), "notes": p.notes,
-        } for p in profiles], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "title": p.title,
+                        "config": p.config.to_json(),
+                        "implementations": list(p.implementations),
+                        "source": p.source,
+                        "required": list(p.required),
+                        "notes": p.notes,
+                    }
+                    for p in profiles
+                ],
+                indent=2,
+            )
+        )
         return 0
     for p in profiles:
         c = p.config
         print(f"{p.name}: {p.title}")
-        print(f"  defaults: lr={c.lr!r} betas=({c.beta1!r}, {c.beta2!r}) eps={c.eps!r} "
-              f"weight_decay={c.weight_decay!r}" +
-              (f"  (required: {', '.join(p.required)})" if p.required else ""))
+        print(
+            f"  defaults: lr={c.lr!r} betas=({c.beta1!r}, {c.beta2!r}) eps={c.eps!r} "
+            f"weight_decay={c.weight_decay!r}"
+            + (f"  (required: {', '.join(p.required)})" if p.required else "")
+        )
         print("  knobs: " + ", ".join(f"{k}={v}" for k, v in c.knobs().items()))
         print("  implementations: " + "; ".join(p.implementations))
         print(f"  source: {p.source}")
@@ -182,8 +206,7 @@ def _cmd_knobs(args: argparse.Namespace) -> int:
             str(v): [p.name for p in PROFILES.values() if _knob_value(getattr(p.config, name)) == v]
             for v in values
         }
-        rows.append({"knob": name, "default": _knob_value(default), "values": values,
-                     "profiles": using})
+        rows.append({"knob": name, "default": _knob_value(default), "values": values, "profiles": using})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -208,14 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--beta1", type=float)
     ex.add_argument("--beta2", type=float)
     ex.add_argument("--eps-root", dest="eps_root", type=float)
-    ex.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="any config field or knob, e.g. --set decay_form=proximal")
+    ex.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any config field or knob, e.g. --set decay_form=proximal",
+    )
     ex.add_argument("--param", default="1.0", help="initial parameter values, comma separated")
     ex.add_argument("--grad", default="0.1", help="gradient values (repeated every step)")
     ex.add_argument("--steps", type=int, default=1, help="number of steps (same gradient)")
     ex.add_argument("--state-json", dest="state_json", help="start from this state (JSON)")
-    ex.add_argument("--dtype", default="float64",
-                    help="float64 | float32 | float16 | bfloat16 | decimal:DIGITS")
+    ex.add_argument(
+        "--dtype", default="float64", help="float64 | float32 | float16 | bfloat16 | decimal:DIGITS"
+    )
     ex.add_argument("--hex", action="store_true", help="also print float.hex of every number")
     ex.add_argument("--json", action="store_true", help="print the trace as JSON")
     ex.set_defaults(func=_cmd_explain)
@@ -235,8 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     kn.add_argument("--json", action="store_true")
     kn.set_defaults(func=_cmd_knobs)
 
-    vec = sub.add_parser("vectors", help="language-agnostic test vectors: generate, lint, verify "
-                         f"(see '{PROG} vectors --help')", add_help=False)
+    vec = sub.add_parser(
+        "vectors",
+        help=f"language-agnostic test vectors: generate, lint, verify (see '{PROG} vectors --help')",
+        add_help=False,
+    )
     vec.set_defaults(func=None)
     for name, text in REGISTERED.items():
         sub.add_parser(name, help=f"{text} (see '{PROG} {name} --help')", add_help=False)

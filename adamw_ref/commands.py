@@ -34,13 +34,14 @@ def load_command(name: str) -> Command:
     if not found:
         raise CommandUnavailable(
             f"no installed package provides the command {name!r} (entry-point group {GROUP}); "
-            "install adamw-ref with the adapters and the suite: pip install -e '.[suite]'")
+            "install adamw-ref with the adapters and the suite: pip install -e '.[suite]'"
+        )
     try:
         func = found[0].load()
     except Exception as exc:  # an ImportError, or a broken registration
         raise CommandUnavailable(
-            f"the command {name!r} ({found[0].value}) cannot be loaded: "
-            f"{type(exc).__name__}: {exc}") from None
+            f"the command {name!r} ({found[0].value}) cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from None
     if not callable(func):
         raise CommandUnavailable(f"the command {name!r} ({found[0].value}) is not callable")
     command: Command = func

@@ -159,9 +159,7 @@ class AdamWConfig:
         for name in ("lr_schedule", "wd_schedule"):
             if not isinstance(getattr(self, name), Schedule):
                 raise ConfigError(name, getattr(self, name), "must be a Schedule")
-        if not isinstance(self.groups, tuple) or not all(
-            isinstance(g, ParamGroup) for g in self.groups
-        ):
+        if not isinstance(self.groups, tuple) or not all(isinstance(g, ParamGroup) for g in self.groups):
             raise ConfigError("groups", self.groups, "must be a tuple of ParamGroup")
         if self.decay_timing is DecayTiming.AFTER_STEP and self.decay_form in (
             DecayForm.ADDED_TO_UPDATE,

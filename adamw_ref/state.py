@@ -112,8 +112,9 @@ def state_to_json(state: State[Any]) -> dict[str, Any]:
 def state_from_json(data: Mapping[str, Any]) -> State[Any]:
     """Parse the output of :func:`state_to_json`; raises InputError naming the bad field."""
     if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
-        raise InputError("format", getattr(data, "get", lambda _k: data)("format"),
-                         f"expected {STATE_FORMAT!r}")
+        raise InputError(
+            "format", getattr(data, "get", lambda _k: data)("format"), f"expected {STATE_FORMAT!r}"
+        )
     if data.get("version") != STATE_VERSION:
         raise InputError("version", data.get("version"), f"expected {STATE_VERSION}")
     step = data.get("step")

@@ -14,7 +14,15 @@ from adapters.protocol import (
 from adapters.registry import BUILTIN_ADAPTERS, available_adapters, load_adapter
 
 __all__ = [
-    "BUILTIN_ADAPTERS", "Adapter", "AdapterError", "AdapterInfo", "CanonicalState",
-    "FrameworkUnavailable", "OptimizerRun", "Support", "UnsupportedConfig",
-    "available_adapters", "load_adapter",
+    "BUILTIN_ADAPTERS",
+    "Adapter",
+    "AdapterError",
+    "AdapterInfo",
+    "CanonicalState",
+    "FrameworkUnavailable",
+    "OptimizerRun",
+    "Support",
+    "UnsupportedConfig",
+    "available_adapters",
+    "load_adapter",
 ]

@@ -113,8 +113,7 @@ class Adapter(Protocol):
 
     def native_defaults(self) -> AdamWConfig: ...
 
-    def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
-        ...
+    def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]: ...
 
     def create(
         self,

@@ -65,39 +65,137 @@ def _b(c: AdamWConfig) -> tuple[float, float]:
 
 
 # ---- The one place where native argument names are spelled. -----------------------------------
-FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
-    Framework("torch", "torch", "torch.optim.AdamW", lambda c: {
-        "lr": c.lr, "betas": _b(c), "eps": c.eps, "weight_decay": c.weight_decay,
-        "amsgrad": c.amsgrad, "maximize": c.maximize}, features=frozenset({"amsgrad", "maximize"})),
-    Framework("keras", "keras3", "keras.optimizers.AdamW", lambda c: {
-        "learning_rate": c.lr, "weight_decay": c.weight_decay, "beta_1": c.beta1,
-        "beta_2": c.beta2, "epsilon": c.eps, "amsgrad": c.amsgrad}),
-    Framework("tf_keras", "tf_keras", "tf_keras.optimizers.AdamW", lambda c: {
-        "learning_rate": c.lr, "weight_decay": c.weight_decay, "beta_1": c.beta1,
-        "beta_2": c.beta2, "epsilon": c.eps, "amsgrad": c.amsgrad}),
-    Framework("optax", "optax", "optax.adamw", lambda c: {
-        "learning_rate": c.lr, "b1": c.beta1, "b2": c.beta2, "eps": c.eps,
-        "eps_root": c.eps_root, "weight_decay": c.weight_decay, "nesterov": c.nesterov},
-        settable=frozenset({"eps_root"}), features=frozenset({"nesterov"})),
-    Framework("mlx", "mlx", "mlx.optimizers.AdamW", lambda c: {
-        "learning_rate": c.lr, "betas": list(_b(c)), "eps": c.eps,
-        "weight_decay": c.weight_decay, "bias_correction": c.bias_correction},
-        settable=frozenset({"bias_correction"}), features=frozenset()),
-    Framework("paper", "paper", "Loshchilov & Hutter Algorithm 2", lambda c: {
-        "alpha": c.lr, "beta_1": c.beta1, "beta_2": c.beta2, "epsilon": c.eps,
-        "lambda": c.weight_decay, "eta_t": 1.0}, features=frozenset()),
-    Framework("tfa", "tfa", "tfa.optimizers.AdamW", lambda c: {
-        "weight_decay": c.weight_decay, "learning_rate": c.lr, "beta_1": c.beta1,
-        "beta_2": c.beta2, "epsilon": c.eps, "amsgrad": c.amsgrad}),
-    Framework("hf_legacy", "hf_legacy", "transformers.AdamW", lambda c: {
-        "lr": c.lr, "betas": _b(c), "eps": c.eps, "weight_decay": c.weight_decay,
-        "correct_bias": c.bias_correction}, settable=frozenset({"bias_correction"}),
-        features=frozenset()),
-    Framework("apex", "apex", "apex.optimizers.FusedAdam", lambda c: {
-        "lr": c.lr, "betas": _b(c), "eps": c.eps, "weight_decay": c.weight_decay,
-        "adam_w_mode": True, "bias_correction": c.bias_correction},
-        settable=frozenset({"bias_correction"}), features=frozenset()),
-)}
+FRAMEWORKS: dict[str, Framework] = {
+    f.name: f
+    for f in (
+        Framework(
+            "torch",
+            "torch",
+            "torch.optim.AdamW",
+            lambda c: {
+                "lr": c.lr,
+                "betas": _b(c),
+                "eps": c.eps,
+                "weight_decay": c.weight_decay,
+                "amsgrad": c.amsgrad,
+                "maximize": c.maximize,
+            },
+            features=frozenset({"amsgrad", "maximize"}),
+        ),
+        Framework(
+            "keras",
+            "keras3",
+            "keras.optimizers.AdamW",
+            lambda c: {
+                "learning_rate": c.lr,
+                "weight_decay": c.weight_decay,
+                "beta_1": c.beta1,
+                "beta_2": c.beta2,
+                "epsilon": c.eps,
+                "amsgrad": c.amsgrad,
+            },
+        ),
+        Framework(
+            "tf_keras",
+            "tf_keras",
+            "tf_keras.optimizers.AdamW",
+            lambda c: {
+                "learning_rate": c.lr,
+                "weight_decay": c.weight_decay,
+                "beta_1": c.beta1,
+                "beta_2": c.beta2,
+                "epsilon": c.eps,
+                "amsgrad": c.amsgrad,
+            },
+        ),
+        Framework(
+            "optax",
+            "optax",
+            "optax.adamw",
+            lambda c: {
+                "learning_rate": c.lr,
+                "b1": c.beta1,
+                "b2": c.beta2,
+                "eps": c.eps,
+                "eps_root": c.eps_root,
+                "weight_decay": c.weight_decay,
+                "nesterov": c.nesterov,
+            },
+            settable=frozenset({"eps_root"}),
+            features=frozenset({"nesterov"}),
+        ),
+        Framework(
+            "mlx",
+            "mlx",
+            "mlx.optimizers.AdamW",
+            lambda c: {
+                "learning_rate": c.lr,
+                "betas": list(_b(c)),
+                "eps": c.eps,
+                "weight_decay": c.weight_decay,
+                "bias_correction": c.bias_correction,
+            },
+            settable=frozenset({"bias_correction"}),
+            features=frozenset(),
+        ),
+        Framework(
+            "paper",
+            "paper",
+            "Loshchilov & Hutter Algorithm 2",
+            lambda c: {
+                "alpha": c.lr,
+                "beta_1": c.beta1,
+                "beta_2": c.beta2,
+                "epsilon": c.eps,
+                "lambda": c.weight_decay,
+                "eta_t": 1.0,
+            },
+            features=frozenset(),
+        ),
+        Framework(
+            "tfa",
+            "tfa",
+            "tfa.optimizers.AdamW",
+            lambda c: {
+                "weight_decay": c.weight_decay,
+                "learning_rate": c.lr,
+                "beta_1": c.beta1,
+                "beta_2": c.beta2,
+                "epsilon": c.eps,
+                "amsgrad": c.amsgrad,
+            },
+        ),
+        Framework(
+            "hf_legacy",
+            "hf_legacy",
+            "transformers.AdamW",
+            lambda c: {
+                "lr": c.lr,
+                "betas": _b(c),
+                "eps": c.eps,
+                "weight_decay": c.weight_decay,
+                "correct_bias": c.bias_correction,
+            },
+            settable=frozenset({"bias_correction"}),
+            features=frozenset(),
+        ),
+        Framework(
+            "apex",
+            "apex",
+            "apex.optimizers.FusedAdam",
+            lambda c: {
+                "lr": c.lr,
+                "betas": _b(c),
+                "eps": c.eps,
+                "weight_decay": c.weight_decay,
+                "adam_w_mode": True,
+                "bias_correction": c.bias_correction,
+            },
+            settable=frozenset({"bias_correction"}),
+            features=frozenset(),
+        ),
+    )
+}
 
 _HYPER = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
@@ -191,8 +289,7 @@ def step_bounds(tr: Translation, steps: int, dtype: str = "float64") -> list[flo
     s_cfg, t_cfg = tr.source_config, tr.target_config
     u = FORMATS[dtype].unit_roundoff
     alpha = s_cfg.lr
-    s_decay = _decay_strength(s_cfg, s_cfg.weight_decay) if s_cfg.decay_form is not \
-        DecayForm.NONE else 0.0
+    s_decay = _decay_strength(s_cfg, s_cfg.weight_decay) if s_cfg.decay_form is not DecayForm.NONE else 0.0
     knobs = {r.knob for r in tr.residuals}
     total = 0.0
     out = []
@@ -200,8 +297,7 @@ def step_bounds(tr: Translation, steps: int, dtype: str = "float64") -> list[flo
         c_t = ratio_bound(s_cfg, t)
         delta = 0.0
         if "eps" in knobs:
-            delta += c_t * _eps_gap(effective_eps(s_cfg, t), effective_eps(t_cfg, t),
-                                    tr.grad_scale)
+            delta += c_t * _eps_gap(effective_eps(s_cfg, t), effective_eps(t_cfg, t), tr.grad_scale)
         if "decay_timing" in knobs:
             delta += s_decay * c_t
         total += alpha * delta
@@ -212,11 +308,11 @@ def step_bounds(tr: Translation, steps: int, dtype: str = "float64") -> list[flo
     return out
 
 
-def eps_table(tr: Translation, steps: Sequence[int] = (1, 10, 100, 1000, 10000)
-              ) -> list[tuple[int, float, float]]:
+def eps_table(
+    tr: Translation, steps: Sequence[int] = (1, 10, 100, 1000, 10000)
+) -> list[tuple[int, float, float]]:
     """(t, source eps_t, target eps_t) at a few steps."""
-    return [(t, effective_eps(tr.source_config, t), effective_eps(tr.target_config, t))
-            for t in steps]
+    return [(t, effective_eps(tr.source_config, t), effective_eps(tr.target_config, t)) for t in steps]
 
 
 def eps_settles_at(tr: Translation, rel: float = 0.01, limit: int = 10**7) -> int | None:
@@ -243,9 +339,15 @@ def eps_settles_at(tr: Translation, rel: float = 0.01, limit: int = 10**7) -> in
 
 
 # ------------------------------------------------------------------------------- the translation
-def source_config(framework: str, *, lr: float | None = None, weight_decay: float | None = None,
-                  eps: float | None = None, betas: tuple[float, float] | None = None,
-                  amsgrad: bool | None = None) -> AdamWConfig:
+def source_config(
+    framework: str,
+    *,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    eps: float | None = None,
+    betas: tuple[float, float] | None = None,
+    amsgrad: bool | None = None,
+) -> AdamWConfig:
     """The framework's profile with the given native hyperparameters (others: its defaults)."""
     cfg = get_profile(_framework(framework).profile).config
     changes: dict[str, Any] = {}
@@ -271,9 +373,15 @@ def _framework(name: str) -> Framework:
     return fw
 
 
-def translate(source: str, target: str, config: AdamWConfig | None = None, *,
-              eps_match: str = "asymptotic", grad_scale: float | None = None,
-              param_scale: float = 1.0) -> Translation:
+def translate(
+    source: str,
+    target: str,
+    config: AdamWConfig | None = None,
+    *,
+    eps_match: str = "asymptotic",
+    grad_scale: float | None = None,
+    param_scale: float = 1.0,
+) -> Translation:
     """The target config that reproduces ``config`` (a ``source``-framework config; default:
     the source's defaults), or the closest one with its residuals.
 
@@ -290,8 +398,11 @@ def translate(source: str, target: str, config: AdamWConfig | None = None, *,
     S = config if config is not None else get_profile(src_fw.profile).config
     for name in ("lr_schedule", "wd_schedule"):
         if not isinstance(getattr(S, name), Constant) or getattr(S, name).value != 1.0:
-            raise ConfigError(name, getattr(S, name).to_json(),
-                              "translate handles constant schedules only (see docs/translate.md)")
+            raise ConfigError(
+                name,
+                getattr(S, name).to_json(),
+                "translate handles constant schedules only (see docs/translate.md)",
+            )
     T0 = get_profile(dst_fw.profile).config
     res: list[Residual] = []
     notes: list[str] = []
@@ -301,15 +412,22 @@ def translate(source: str, target: str, config: AdamWConfig | None = None, *,
     # Weight decay: the per-step strength s must match.
     coupled = DecayForm.COUPLED_L2 in (S.decay_form, T0.decay_form)
     if coupled and S.decay_form is not T0.decay_form and S.weight_decay != 0:
-        res.append(Residual("decay_form", "coupled L2 (through the adaptive denominator) "
-                            "cannot be reproduced by decoupled decay or vice versa",
-                            "unbounded: depends on the gradient history", bounded=False))
+        res.append(
+            Residual(
+                "decay_form",
+                "coupled L2 (through the adaptive denominator) "
+                "cannot be reproduced by decoupled decay or vice versa",
+                "unbounded: depends on the gradient history",
+                bounded=False,
+            )
+        )
     wd = S.weight_decay
     f_src = S.lr if S.decay_scaling is DecayScaling.LR else 1.0
     f_dst = S.lr if T0.decay_scaling is DecayScaling.LR else 1.0
     if f_dst == 0.0 and wd * f_src != 0.0:
-        res.append(Residual("decay_scaling", "the target scales decay by lr, which is 0",
-                            "unbounded", bounded=False))
+        res.append(
+            Residual("decay_scaling", "the target scales decay by lr, which is 0", "unbounded", bounded=False)
+        )
     else:
         ch["weight_decay"] = wd * f_src / f_dst if f_dst else wd
     if S.decay_scaling is not T0.decay_scaling and wd != 0:
@@ -317,68 +435,99 @@ def translate(source: str, target: str, config: AdamWConfig | None = None, *,
             f"weight decay: the source decays by s = {_sfmt(S)} per step, the target by "
             f"{_sfmt(T0)}; {target} weight_decay = {ch['weight_decay']!r} gives the same s. "
             "With a learning-rate schedule the decay must follow it: schedule weight_decay "
-            "with the same multiplier where the target does not scale decay by lr.")
+            "with the same multiplier where the target does not scale decay by lr."
+        )
     decoupled = {DecayForm.MULTIPLICATIVE, DecayForm.ADDED_TO_UPDATE}
-    if S.decay_form in decoupled and T0.decay_form in decoupled \
-            and S.decay_form is not T0.decay_form:
-        notes.append("decay form: multiplicative (1-s)theta vs added to the update "
-                     "theta - lr(u + wd theta): equal in exact arithmetic, rounding differs.")
+    if S.decay_form in decoupled and T0.decay_form in decoupled and S.decay_form is not T0.decay_form:
+        notes.append(
+            "decay form: multiplicative (1-s)theta vs added to the update "
+            "theta - lr(u + wd theta): equal in exact arithmetic, rounding differs."
+        )
     if DecayForm.PROXIMAL in (S.decay_form, T0.decay_form) and S.decay_form is not T0.decay_form:
-        res.append(Residual("decay_form", "proximal theta/(1+s) vs multiplicative (1-s)theta",
-                            "|theta| s^2/(1+s)"))
+        res.append(
+            Residual("decay_form", "proximal theta/(1+s) vs multiplicative (1-s)theta", "|theta| s^2/(1+s)")
+        )
     if S.decay_timing is not T0.decay_timing and wd != 0:
-        res.append(Residual("decay_timing", f"decay {S.decay_timing.value} in the source, "
-                            f"{T0.decay_timing.value} in the target", "lr * s * C_t"))
+        res.append(
+            Residual(
+                "decay_timing",
+                f"decay {S.decay_timing.value} in the source, {T0.decay_timing.value} in the target",
+                "lr * s * C_t",
+            )
+        )
 
     # Bias correction.
     if S.bias_correction is not T0.bias_correction:
         if "bias_correction" in dst_fw.settable:
             ch["bias_correction"] = S.bias_correction
-            notes.append(f"{target}: bias_correction={S.bias_correction} must be passed "
-                         f"explicitly (its default is {T0.bias_correction}).")
+            notes.append(
+                f"{target}: bias_correction={S.bias_correction} must be passed "
+                f"explicitly (its default is {T0.bias_correction})."
+            )
         else:
-            res.append(Residual("bias_correction", f"the source has bias_correction="
-                                f"{S.bias_correction}; {target} cannot change it",
-                                "unbounded: the first steps differ by up to 1/(1-beta1)",
-                                bounded=False))
+            res.append(
+                Residual(
+                    "bias_correction",
+                    f"the source has bias_correction={S.bias_correction}; {target} cannot change it",
+                    "unbounded: the first steps differ by up to 1/(1-beta1)",
+                    bounded=False,
+                )
+            )
 
     # Epsilon.
     if S.eps_placement is not T0.eps_placement and S.eps != 0:
         k = math.sqrt(1.0 - S.beta2)
         if eps_match == "first":
-            ch["eps"] = S.eps * k if T0.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION \
-                else S.eps / k
-        res.append(Residual("eps", f"eps placement differs ({S.eps_placement.value} vs "
-                            f"{T0.eps_placement.value}): eps_t = eps_hat/sqrt(1-beta2^t) cannot "
-                            "equal a constant eps at every step",
-                            "lr * C_t * |eps_t - eps'_t| * max_{r>=G} r/((r+eps_t)(r+eps'_t))"))
+            ch["eps"] = S.eps * k if T0.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION else S.eps / k
+        res.append(
+            Residual(
+                "eps",
+                f"eps placement differs ({S.eps_placement.value} vs "
+                f"{T0.eps_placement.value}): eps_t = eps_hat/sqrt(1-beta2^t) cannot "
+                "equal a constant eps at every step",
+                "lr * C_t * |eps_t - eps'_t| * max_{r>=G} r/((r+eps_t)(r+eps'_t))",
+            )
+        )
 
     # Features and the remaining knobs.
     for feat in ("amsgrad", "maximize", "nesterov"):
         if getattr(S, feat) and feat not in dst_fw.features:
-            res.append(Residual(feat, f"{target} ({dst_fw.constructor}) has no {feat}",
-                                "unbounded", bounded=False))
+            res.append(
+                Residual(feat, f"{target} ({dst_fw.constructor}) has no {feat}", "unbounded", bounded=False)
+            )
     if S.eps_root and "eps_root" not in dst_fw.settable:
         res.append(Residual("eps_root", f"{target} has no eps_root", "unbounded", bounded=False))
     if S.amsgrad and S.amsgrad_mode is not T0.amsgrad_mode:
-        res.append(Residual("amsgrad_mode", f"AMSGrad max over {S.amsgrad_mode.value} vs "
-                            f"{T0.amsgrad_mode.value}", "unbounded by this tool", bounded=False))
+        res.append(
+            Residual(
+                "amsgrad_mode",
+                f"AMSGrad max over {S.amsgrad_mode.value} vs {T0.amsgrad_mode.value}",
+                "unbounded by this tool",
+                bounded=False,
+            )
+        )
     if S.step_count_scope is not T0.step_count_scope:
-        notes.append("step counts: " + ("per parameter" if S.step_count_scope is
-                     StepCountScope.PER_PARAMETER else "global") + " in the source, "
-                     + ("per parameter" if T0.step_count_scope is StepCountScope.PER_PARAMETER
-                        else "global") + " in the target: identical unless some parameters "
-                     "skip steps (no gradient); then bias corrections differ for them.")
+        notes.append(
+            "step counts: "
+            + ("per parameter" if S.step_count_scope is StepCountScope.PER_PARAMETER else "global")
+            + " in the source, "
+            + ("per parameter" if T0.step_count_scope is StepCountScope.PER_PARAMETER else "global")
+            + " in the target: identical unless some parameters "
+            "skip steps (no gradient); then bias corrections differ for them."
+        )
     if S.schedule_count is not T0.schedule_count:
-        notes.append("schedule count (pre vs post increment) differs: irrelevant for a "
-                     "constant learning rate; with a schedule, shift it by one step.")
+        notes.append(
+            "schedule count (pre vs post increment) differs: irrelevant for a "
+            "constant learning rate; with a schedule, shift it by one step."
+        )
     if S.bias_correction_offset != T0.bias_correction_offset:
-        res.append(Residual("bias_correction_offset", "offset differs", "unbounded",
-                            bounded=False))
+        res.append(Residual("bias_correction_offset", "offset differs", "unbounded", bounded=False))
     if S.groups:
-        notes.append("parameter groups: pass the same per-parameter lr/weight_decay "
-                     "(translated as above) through the target's own mechanism "
-                     "(torch param groups, optax mask, keras exclude_from_weight_decay).")
+        notes.append(
+            "parameter groups: pass the same per-parameter lr/weight_decay "
+            "(translated as above) through the target's own mechanism "
+            "(torch param groups, optax mask, keras exclude_from_weight_decay)."
+        )
 
     target_cfg = T0.replace(**ch)
     prof = get_profile(dst_fw.profile)
@@ -388,15 +537,19 @@ def translate(source: str, target: str, config: AdamWConfig | None = None, *,
         if hp in prof.required:
             notes.append(f"{target}: {hp} is required (no default): {want!r}.")
         elif getattr(defaults, hp) != want:
-            notes.append(f"{target}: pass {hp} explicitly (its default "
-                         f"{getattr(defaults, hp)!r} differs from the needed {want!r}).")
-    return Translation(source, target, S, target_cfg, res, notes, eps_match, grad_scale,
-                       param_scale)
+            notes.append(
+                f"{target}: pass {hp} explicitly (its default "
+                f"{getattr(defaults, hp)!r} differs from the needed {want!r})."
+            )
+    return Translation(source, target, S, target_cfg, res, notes, eps_match, grad_scale, param_scale)
 
 
 def _sfmt(c: AdamWConfig) -> str:
-    return {DecayScaling.LR: "lr*wd", DecayScaling.SCHEDULE_MULTIPLIER: "eta_t*wd (eta_t=1)",
-            DecayScaling.UNSCALED: "wd"}[c.decay_scaling]
+    return {
+        DecayScaling.LR: "lr*wd",
+        DecayScaling.SCHEDULE_MULTIPLIER: "eta_t*wd (eta_t=1)",
+        DecayScaling.UNSCALED: "wd",
+    }[c.decay_scaling]
 
 
 # ------------------------------------------------------------------------------------- rendering
@@ -404,23 +557,37 @@ def to_json(tr: Translation, steps: int = 100) -> dict[str, Any]:
     """A JSON-ready description of ``tr`` with the bound after ``steps`` steps."""
     bounds = step_bounds(tr, steps)
     out: dict[str, Any] = {
-        "from": tr.source, "to": tr.target,
-        "source": {"call": tr.call("source"), "native": _jsonable(tr.native("source")),
-                   "config": tr.source_config.to_json()},
-        "target": {"call": tr.call("target"), "native": _jsonable(tr.native("target")),
-                   "config": tr.target_config.to_json()},
-        "exact": tr.exact, "reproducible": tr.reproducible,
-        "residuals": [{"knob": r.knob, "description": r.description, "perStep": r.per_step,
-                       "bounded": r.bounded} for r in tr.residuals],
+        "from": tr.source,
+        "to": tr.target,
+        "source": {
+            "call": tr.call("source"),
+            "native": _jsonable(tr.native("source")),
+            "config": tr.source_config.to_json(),
+        },
+        "target": {
+            "call": tr.call("target"),
+            "native": _jsonable(tr.native("target")),
+            "config": tr.target_config.to_json(),
+        },
+        "exact": tr.exact,
+        "reproducible": tr.reproducible,
+        "residuals": [
+            {"knob": r.knob, "description": r.description, "perStep": r.per_step, "bounded": r.bounded}
+            for r in tr.residuals
+        ],
         "notes": tr.notes,
-        "steps": steps, "gradScale": tr.grad_scale, "paramScale": tr.param_scale,
+        "steps": steps,
+        "gradScale": tr.grad_scale,
+        "paramScale": tr.param_scale,
         "paramBound": None if math.isinf(bounds[-1]) else bounds[-1],
     }
     if any(r.knob == "eps" for r in tr.residuals):
         out["eps"] = {
             "match": tr.eps_match,
-            "table": [{"step": t, "source": a, "target": b, "ratio": b / a if a else None}
-                      for t, a, b in eps_table(tr)],
+            "table": [
+                {"step": t, "source": a, "target": b, "ratio": b / a if a else None}
+                for t, a, b in eps_table(tr)
+            ],
             "within1PercentFromStep": eps_settles_at(tr),
         }
     return out
@@ -432,50 +599,68 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def to_text(tr: Translation, steps: int = 100) -> str:
     """The human-readable report."""
-    lines = [f"{tr.source} -> {tr.target}", f"  source: {tr.call('source')}",
-             f"  target: {tr.call('target')}"]
+    lines = [
+        f"{tr.source} -> {tr.target}",
+        f"  source: {tr.call('source')}",
+        f"  target: {tr.call('target')}",
+    ]
     if tr.exact:
         lines.append("  exact: the same trajectory in exact arithmetic (rounding differs).")
     elif not tr.reproducible:
-        lines.append("  NOT reproducible: " + "; ".join(r.description for r in tr.residuals
-                                                          if not r.bounded))
+        lines.append("  NOT reproducible: " + "; ".join(r.description for r in tr.residuals if not r.bounded))
     for r in tr.residuals:
         lines.append(f"  residual [{r.knob}]: {r.description}; per step <= {r.per_step}")
     if any(r.knob == "eps" for r in tr.residuals):
-        choice = ("eps_hat = eps: equal as t -> inf" if tr.eps_match == "asymptotic"
-                  else "eps_hat = eps*sqrt(1-beta2): equal at t = 1")
-        lines.append(f"  eps choice: {choice} (other choice: --eps-match "
-                     f"{'first' if tr.eps_match == 'asymptotic' else 'asymptotic'})")
+        choice = (
+            "eps_hat = eps: equal as t -> inf"
+            if tr.eps_match == "asymptotic"
+            else "eps_hat = eps*sqrt(1-beta2): equal at t = 1"
+        )
+        lines.append(
+            f"  eps choice: {choice} (other choice: --eps-match "
+            f"{'first' if tr.eps_match == 'asymptotic' else 'asymptotic'})"
+        )
         lines.append("    step        eps_t(source)   eps_t(target)   ratio")
         for t, a, b in eps_table(tr):
             lines.append(f"    {t:<10d}  {a:<14.4g}  {b:<14.4g}  {b / a if a else math.nan:.4g}")
         at = eps_settles_at(tr)
-        lines.append("    |eps_t(target) - eps_t(source)| < 1% of eps_t(source) "
-                     + (f"from step {at} on" if at else "never (the ratio tends to "
-                        f"{effective_eps(tr.target_config, 10**9) / tr.source_config.eps:.4g})"))
+        lines.append(
+            "    |eps_t(target) - eps_t(source)| < 1% of eps_t(source) "
+            + (
+                f"from step {at} on"
+                if at
+                else "never (the ratio tends to "
+                f"{effective_eps(tr.target_config, 10**9) / tr.source_config.eps:.4g})"
+            )
+        )
         g = tr.grad_scale
         tail = ""
         if g:
-            gap = abs(effective_eps(tr.source_config, steps)
-                      - effective_eps(tr.target_config, steps))
+            gap = abs(effective_eps(tr.source_config, steps) - effective_eps(tr.target_config, steps))
             tail = f" <= {gap / g:.3g} at step {steps} for |g| >= {g:g}"
-        lines.append("    it stops mattering once eps_t << sqrt(v_hat): the relative update "
-                     "difference is <= |eps_t - eps'_t| / sqrt(v_hat)" + tail)
+        lines.append(
+            "    it stops mattering once eps_t << sqrt(v_hat): the relative update "
+            "difference is <= |eps_t - eps'_t| / sqrt(v_hat)" + tail
+        )
     for n in tr.notes:
         lines.append(f"  note: {n}")
     b = step_bounds(tr, steps)[-1]
-    scale = (f"|g| >= {tr.grad_scale:g}" if tr.grad_scale else "any gradients")
-    lines.append(f"  bound: |theta_source - theta_target| <= {b:.3g} per element after {steps} "
-                 f"steps (same gradients, {scale}, |theta| <= {tr.param_scale:g}, binary64)"
-                 if math.isfinite(b) else "  bound: none (not reproducible)")
+    scale = f"|g| >= {tr.grad_scale:g}" if tr.grad_scale else "any gradients"
+    lines.append(
+        f"  bound: |theta_source - theta_target| <= {b:.3g} per element after {steps} "
+        f"steps (same gradients, {scale}, |theta| <= {tr.param_scale:g}, binary64)"
+        if math.isfinite(b)
+        else "  bound: none (not reproducible)"
+    )
     return "\n".join(lines)
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``adamw-ref translate --from F --to G [--lr ..] [--weight-decay ..] [--eps ..]
     [--betas B1,B2] [--amsgrad] [--steps N] [--grad-scale G] [--eps-match M] [--json]``."""
-    p = argparse.ArgumentParser(prog="adamw-ref translate",
-                                description="Translate an AdamW configuration between frameworks.")
+    p = argparse.ArgumentParser(
+        prog="adamw-ref translate", description="Translate an AdamW configuration between frameworks."
+    )
     p.add_argument("--from", dest="source", required=True, choices=sorted(FRAMEWORKS))
     p.add_argument("--to", dest="target", required=True, choices=sorted(FRAMEWORKS))
     p.add_argument("--lr", type=float)
@@ -500,10 +685,12 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             betas = (float(parts[0]), float(parts[1]))
         if a.steps < 1:
             p.error(f"--steps: must be >= 1, got {a.steps}")
-        cfg = source_config(a.source, lr=a.lr, weight_decay=a.weight_decay, eps=a.eps,
-                            betas=betas, amsgrad=a.amsgrad or None)
-        tr = translate(a.source, a.target, cfg, eps_match=a.eps_match, grad_scale=a.grad_scale,
-                       param_scale=a.param_scale)
+        cfg = source_config(
+            a.source, lr=a.lr, weight_decay=a.weight_decay, eps=a.eps, betas=betas, amsgrad=a.amsgrad or None
+        )
+        tr = translate(
+            a.source, a.target, cfg, eps_match=a.eps_match, grad_scale=a.grad_scale, param_scale=a.param_scale
+        )
     except (AdamWRefError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -511,6 +698,18 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     return 0 if tr.reproducible else 1
 
 
-__all__ = ["FRAMEWORKS", "Framework", "Residual", "Translation", "cli_main", "effective_eps",
-           "eps_settles_at", "ratio_bound", "source_config", "step_bounds", "to_json", "to_text",
-           "translate"]
+__all__ = [
+    "FRAMEWORKS",
+    "Framework",
+    "Residual",
+    "Translation",
+    "cli_main",
+    "effective_eps",
+    "eps_settles_at",
+    "ratio_bound",
+    "source_config",
+    "step_bounds",
+    "to_json",
+    "to_text",
+    "translate",
+]

@@ -27,8 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_run(out_dir: Path) -> tuple[float, dict[str, object]]:
-    cmd = [sys.executable, "-m", "conformance.cli", "run", "--out", str(out_dir),
-           "--no-progress", "--no-render"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "conformance.cli",
+        "run",
+        "--out",
+        str(out_dir),
+        "--no-progress",
+        "--no-render",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -58,12 +66,15 @@ def main() -> int:
     result = {
         "benchmark": "default_run",
         "what": "wall time of `adamw-conformance run` (default adapters and scenarios), "
-                "fresh processes, framework imports included; worker case time per adapter "
-                "from the last run",
+        "fresh processes, framework imports included; worker case time per adapter "
+        "from the last run",
         "command": "python benchmarks/default_run.py --repeat " + str(ns.repeat),
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpu_count": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+        },
         "target_s": 60.0,
         "wall_s": [round(w, 2) for w in walls],
         "wall_min_s": round(min(walls), 2),

@@ -44,8 +44,13 @@ def measure(arith: Arithmetic[Any], n: int, min_time: float, seed: int = 0) -> d
         params, state = ref_step(params, grads[steps % len(grads)], state, cfg, arith)
         steps += 1
         elapsed = time.perf_counter() - start
-    return {"arithmetic": arith.name, "elements": n, "steps": steps, "seconds": elapsed,
-            "element_steps_per_s": n * steps / elapsed}
+    return {
+        "arithmetic": arith.name,
+        "elements": n,
+        "steps": steps,
+        "seconds": elapsed,
+        "element_steps_per_s": n * steps / elapsed,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -57,9 +62,14 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"python": platform.python_version(), "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
-            "cpu_count": os.cpu_count()}
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=0.5, help="seconds per measurement")
     parser.add_argument("--out", default=str(HERE / "results" / "reference_speed.json"))
     args = parser.parse_args(argv)
-    ariths: list[Arithmetic[Any]] = [BINARY64_ARITHMETIC, BINARY32_ARITHMETIC,
-                                     arithmetic_for("bfloat16"), HighPrecision(50)]
+    ariths: list[Arithmetic[Any]] = [
+        BINARY64_ARITHMETIC,
+        BINARY32_ARITHMETIC,
+        arithmetic_for("bfloat16"),
+        HighPrecision(50),
+    ]
     rows = []
     for n in args.sizes:
         base = None
@@ -80,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             assert base is not None
             row["speed_vs_binary64"] = row["element_steps_per_s"] / base
             rows.append(row)
-            print(f"{row['arithmetic']:>10} n={n:>6}: {row['element_steps_per_s']:>12,.0f} "
-                  f"element-steps/s  ({row['speed_vs_binary64']:.3f} x binary64)", flush=True)
+            print(
+                f"{row['arithmetic']:>10} n={n:>6}: {row['element_steps_per_s']:>12,.0f} "
+                f"element-steps/s  ({row['speed_vs_binary64']:.3f} x binary64)",
+                flush=True,
+            )
     summary: dict[str, dict[str, float]] = {}
     for arith in ariths:
         if arith is BINARY64_ARITHMETIC:
@@ -91,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "benchmark": "reference_speed",
         "what": "element-steps per second of adamw_ref.step (torch profile, one parameter of n "
-                "elements); speed_vs_binary64 = throughput / binary64 throughput at the same n",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None
+        "elements); speed_vs_binary64 = throughput / binary64 throughput at the same n",
+        "command": " ".join([Path(sys.executable).name, *sys.argv])
+        if argv is None
         else "reference_speed.main(" + repr(argv) + ")",
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "adamw_ref_version": adamw_ref.__version__,

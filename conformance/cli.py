@@ -42,8 +42,7 @@ def _render(report: rp.Report, out_dir: Path | None, *, html: bool = True) -> No
             path = render_html(report, out_dir, render_plots(report, out_dir))
             print(f"HTML report: {path}")
     except Exception as exc:  # a rendering bug must not lose the JSON report
-        print(f"(rendering failed: {type(exc).__name__}: {exc}; the JSON report is intact)",
-              file=sys.stderr)
+        print(f"(rendering failed: {type(exc).__name__}: {exc}; the JSON report is intact)", file=sys.stderr)
         _plain_summary(report)
 
 
@@ -63,8 +62,13 @@ def _progress(total_hint: int) -> tuple[Any, Any, Any]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     except ImportError:
         return None, None, None
-    prog = Progress(TextColumn("[bold]conformance"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.description}"), transient=False)
+    prog = Progress(
+        TextColumn("[bold]conformance"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        transient=False,
+    )
     task = prog.add_task("starting", total=total_hint or None)
     return prog, task, None
 
@@ -112,8 +116,17 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
     if ns.timeout is None:
         ns.timeout = 3600.0 if ns.full else 300.0
-    runner = Runner(adapters, out, wargs, seeds=seeds, jobs=ns.jobs, timeout=ns.timeout,
-                    command=command, on_case=on_case, on_plan=on_plan)
+    runner = Runner(
+        adapters,
+        out,
+        wargs,
+        seeds=seeds,
+        jobs=ns.jobs,
+        timeout=ns.timeout,
+        command=command,
+        on_case=on_case,
+        on_plan=on_plan,
+    )
     if prog is not None:
         with prog:
             report = runner.run()
@@ -128,8 +141,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return _exit_status(report)
 
 
-def _run_closed_loop(report: rp.Report, adapters: Sequence[str], ns: argparse.Namespace,
-                     report_path: Path) -> None:
+def _run_closed_loop(
+    report: rp.Report, adapters: Sequence[str], ns: argparse.Namespace, report_path: Path
+) -> None:
     """Append the closed-loop cases (digits logreg and MLP, each framework in its own process)
     for the selected adapters that have a closed-loop runner; the report is rewritten after
     each framework so nothing is lost if a later one crashes or hangs."""
@@ -146,10 +160,10 @@ def _run_closed_loop(report: rp.Report, adapters: Sequence[str], ns: argparse.Na
     base = len(cases)
     for task in TASKS:
         for fw in frameworks:
-            print(f"closed loop: {fw} {task} ({ns.closed_loop_steps} steps)", file=sys.stderr,
-                  flush=True)
-            records.append(run_in_subprocess(fw, task, ns.closed_loop_steps, "float64", 0,
-                                             timeout=ns.timeout))
+            print(f"closed loop: {fw} {task} ({ns.closed_loop_steps} steps)", file=sys.stderr, flush=True)
+            records.append(
+                run_in_subprocess(fw, task, ns.closed_loop_steps, "float64", 0, timeout=ns.timeout)
+            )
             del cases[base:]
             cases.extend(closed_loop_cases(records))
             rp.write_atomic(report_path, report)
@@ -164,17 +178,22 @@ def _apply_known_findings(report: rp.Report, path: str | None, report_path: Path
     cases: list[dict[str, Any]] = report["cases"]  # type: ignore[assignment]
     fixed, not_run = mark_expected(cases, read_entries(path))
     for entry in fixed:
-        print(f"warning: --xfails-file {path}: {entry!r} matches cases here but none diverges: "
-              "the finding is gone (fixed?); remove the entry", file=sys.stderr)
+        print(
+            f"warning: --xfails-file {path}: {entry!r} matches cases here but none diverges: "
+            "the finding is gone (fixed?); remove the entry",
+            file=sys.stderr,
+        )
     if not_run:
-        print(f"note: --xfails-file {path}: {len(not_run)} entries match no case of this run "
-              f"(other devices or adapters, or typos): {', '.join(not_run)}", file=sys.stderr)
+        print(
+            f"note: --xfails-file {path}: {len(not_run)} entries match no case of this run "
+            f"(other devices or adapters, or typos): {', '.join(not_run)}",
+            file=sys.stderr,
+        )
     rp.write_atomic(report_path, report)
 
 
 def _exit_status(report: rp.Report) -> int:
-    bad = [c for c in report["cases"]
-           if c["verdict"] in ("divergent", "error") and not c.get("expected")]
+    bad = [c for c in report["cases"] if c["verdict"] in ("divergent", "error") and not c.get("expected")]
     return 1 if bad else 0
 
 
@@ -209,8 +228,10 @@ def cmd_list(ns: argparse.Namespace) -> int:
     print("Scenarios (tags; dtypes; features needed):")
     for s in SCENARIOS:
         feats = ",".join(s.features) or "-"
-        print(f"  {s.id:<18} {s.steps:>6} steps  [{','.join(sorted(s.tags))}]  "
-              f"{','.join(s.dtypes)}  needs: {feats}")
+        print(
+            f"  {s.id:<18} {s.steps:>6} steps  [{','.join(sorted(s.tags))}]  "
+            f"{','.join(s.dtypes)}  needs: {feats}"
+        )
         print(f"      {s.description}")
     print("Adapters:")
     for name, spec in available_adapters().items():
@@ -229,7 +250,8 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     gpu = rp.load(Path(ns.gpu_dir))
     env["frameworks"] = {**cpu["envelope"]["frameworks"], **gpu["envelope"]["frameworks"]}
     env["devices"] = cpu["envelope"]["devices"] + [
-        d for d in gpu["envelope"]["devices"] if d not in cpu["envelope"]["devices"]]
+        d for d in gpu["envelope"]["devices"] if d not in cpu["envelope"]["devices"]
+    ]
     env["precision"] = gpu["envelope"]["precision"]
     report = rp.new_report(env)
     report["cases"] = rows  # type: ignore[typeddict-item]
@@ -244,28 +266,43 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from conformance.worker import add_selection_args
 
-    ap = argparse.ArgumentParser(prog="adamw-conformance",
-                                 description="AdamW conformance suite (see docs/conformance)")
+    ap = argparse.ArgumentParser(
+        prog="adamw-conformance", description="AdamW conformance suite (see docs/conformance)"
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the suite over installed adapters")
-    r.add_argument("--adapter", action="append", default=None,
-                   help="built-in name, entry point or package.module:factory (repeatable); "
-                   "default: every installed built-in adapter")
+    r.add_argument(
+        "--adapter",
+        action="append",
+        default=None,
+        help="built-in name, entry point or package.module:factory (repeatable); "
+        "default: every installed built-in adapter",
+    )
     add_selection_args(r)
     r.add_argument("--out", default="adamw-conformance-report", help="output directory")
     r.add_argument("--jobs", type=int, default=2, help="worker processes at a time")
-    r.add_argument("--timeout", type=float, default=None,
-                   help="seconds per adapter worker (default 300; 3600 with --full, whose "
-                   "five seeds, long runs and unbounded diagnosis take far longer)")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per adapter worker (default 300; 3600 with --full, whose "
+        "five seeds, long runs and unbounded diagnosis take far longer)",
+    )
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--no-render", action="store_true")
-    r.add_argument("--closed-loop", action="store_true",
-                   help="also train the closed-loop tasks (digits logistic regression and MLP) "
-                   "in every selected framework and the reference (implied by --full)")
+    r.add_argument(
+        "--closed-loop",
+        action="store_true",
+        help="also train the closed-loop tasks (digits logistic regression and MLP) "
+        "in every selected framework and the reference (implied by --full)",
+    )
     r.add_argument("--closed-loop-steps", type=int, default=200, help="steps per closed-loop task")
-    r.add_argument("--xfails-file", default=None,
-                   help="known findings: case-id substrings (# comments); matched divergent or "
-                   "error cases are marked expected and do not fail the exit status")
+    r.add_argument(
+        "--xfails-file",
+        default=None,
+        help="known findings: case-id substrings (# comments); matched divergent or "
+        "error cases are marked expected and do not fail the exit status",
+    )
     r.set_defaults(func=cmd_run)
     p = sub.add_parser("report", help="re-render a report directory")
     p.add_argument("dir")
@@ -284,10 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--title", default="Conformance report")
     sm.add_argument("--md", default=None, help="write to this file instead of stdout")
     sm.set_defaults(func=cmd_summary)
-    v = sub.add_parser("vectors", add_help=False,
-                       help="the test vectors: 'verify --adapter NAME' runs an implementation "
-                       "against them, 'lint' checks the files against the JSON Schema "
-                       "(see 'adamw-conformance vectors --help')")
+    v = sub.add_parser(
+        "vectors",
+        add_help=False,
+        help="the test vectors: 'verify --adapter NAME' runs an implementation "
+        "against them, 'lint' checks the files against the JSON Schema "
+        "(see 'adamw-conformance vectors --help')",
+    )
     v.set_defaults(func=None)
     return ap
 

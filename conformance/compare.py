@@ -63,12 +63,12 @@ def _finite(x: float) -> float:
     return max(min(x, 1.7976931348623157e308), -1.7976931348623157e308)
 
 
-def compare(expected: Traj, got: Traj, bounds: Traj, dtype: str,
-            emulated: Traj | None = None) -> Comparison:
+def compare(expected: Traj, got: Traj, bounds: Traj, dtype: str, emulated: Traj | None = None) -> Comparison:
     """Compare step-aligned trajectories (index ``i`` is after step ``i+1``)."""
     if len(expected) != len(got) or len(expected) != len(bounds):
-        raise ValueError(f"trajectory lengths differ: expected {len(expected)}, got {len(got)}, "
-                         f"bounds {len(bounds)}")
+        raise ValueError(
+            f"trajectory lengths differ: expected {len(expected)}, got {len(got)}, bounds {len(bounds)}"
+        )
     res = Comparison()
     exact = emulated is not None
     for i, (ex, gt, bd) in enumerate(zip(expected, got, bounds)):
@@ -100,8 +100,11 @@ def compare(expected: Traj, got: Traj, bounds: Traj, dtype: str,
                 j = int(np.argmax(ratio))
                 idx = [int(x) for x in np.unravel_index(j, e.shape)] if e.ndim else []
                 res.first_divergence = {
-                    "step": i + 1, "param": name, "index": idx,
-                    "expected": _finite(float(e.flat[j])), "got": _finite(float(g.flat[j])),
+                    "step": i + 1,
+                    "param": name,
+                    "index": idx,
+                    "expected": _finite(float(e.flat[j])),
+                    "got": _finite(float(g.flat[j])),
                     "abs_err": _finite(float(d.flat[j])),
                     "ulp": _finite(float(ulps.flat[j])),
                 }

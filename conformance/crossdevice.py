@@ -12,9 +12,9 @@ from typing import Any
 
 from conformance import compare as cmp
 from conformance import diagnose as dg
-from conformance.report import schema as rp
 from conformance import tolerance
 from conformance.execute import base_config
+from conformance.report import schema as rp
 from conformance.scenarios import get as get_scenario
 from conformance.worker import load_trajectory, traj_path
 
@@ -30,17 +30,23 @@ def compare_reports(cpu_dir: Path, gpu_dir: Path) -> list[dict[str, Any]]:
         g = gpu_by.get(c["id"])
         if g is None or c["device"] != "cpu" or c["verdict"] in ("error", "skipped"):
             continue
-        pa, pb = traj_path(Path(cpu_dir) / "traj", c["id"]), traj_path(
-            Path(gpu_dir) / "traj", g["id"])
-        row = {**c, "id": c["id"].replace("-cpu-", "-cpu_vs_cuda-", 1), "mode": "cpu_vs_gpu",
-               "device": "cpu_vs_cuda", "diagnosis": None, "acceptable_flag": None,
-               "repro": f"adamw-conformance compare {cpu_dir} {gpu_dir}"}
+        pa, pb = traj_path(Path(cpu_dir) / "traj", c["id"]), traj_path(Path(gpu_dir) / "traj", g["id"])
+        row = {
+            **c,
+            "id": c["id"].replace("-cpu-", "-cpu_vs_cuda-", 1),
+            "mode": "cpu_vs_gpu",
+            "device": "cpu_vs_cuda",
+            "diagnosis": None,
+            "acceptable_flag": None,
+            "repro": f"adamw-conformance compare {cpu_dir} {gpu_dir}",
+        }
         if not pa.exists() or not pb.exists():
             rows.append({**row, "verdict": "skipped", "error": "trajectory file missing"})
             continue
         sc = get_scenario(c["scenario"])
-        base = PROFILES[c["profile"]].config if c["profile"] in PROFILES else \
-            base_config_from_name(c["adapter"])
+        base = (
+            PROFILES[c["profile"]].config if c["profile"] in PROFILES else base_config_from_name(c["adapter"])
+        )
         cfg = sc.config(base)
         p0, grads = sc.inputs(int(c["seed"]))
         ref = dg.reference_points(cfg, p0, grads, c["dtype"])
@@ -49,12 +55,24 @@ def compare_reports(cpu_dir: Path, gpu_dir: Path) -> list[dict[str, Any]]:
         res = cmp.compare(load_trajectory(pa), load_trajectory(pb), bounds, c["dtype"])
         exact = all(s == 0 for s in res.series_err)
         verdict = "exact" if exact else ("within_bound" if res.max_ratio <= 1 else "divergent")
-        rows.append({**row, "verdict": verdict, "error": None, "metrics": res.metrics,
-                     "first_divergence": res.first_divergence,
-                     "series": {"step": res.series_step, "err": res.series_err},
-                     "bound": {"kind": spec.kind, "dtype": c["dtype"], "device": "cuda",
-                               "c_step": spec.c_step, "unit_roundoff": spec.unit_roundoff,
-                               "max_ratio": res.max_ratio}})
+        rows.append(
+            {
+                **row,
+                "verdict": verdict,
+                "error": None,
+                "metrics": res.metrics,
+                "first_divergence": res.first_divergence,
+                "series": {"step": res.series_step, "err": res.series_err},
+                "bound": {
+                    "kind": spec.kind,
+                    "dtype": c["dtype"],
+                    "device": "cuda",
+                    "c_step": spec.c_step,
+                    "unit_roundoff": spec.unit_roundoff,
+                    "max_ratio": res.max_ratio,
+                },
+            }
+        )
     return rows
 
 

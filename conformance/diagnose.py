@@ -24,9 +24,9 @@ import numpy as np
 
 from adamw_ref import KNOB_FIELDS, PROFILES, AdamWConfig, ConfigError
 from adamw_ref import knobs as K
+from adapters.reference.oracle import RefStepper, arithmetic, round_to
 from conformance import compare as cmp
 from conformance import tolerance
-from adapters.reference.oracle import RefStepper, arithmetic, round_to
 
 KNOB_VALUES: dict[str, tuple[Any, ...]] = {
     "eps_placement": tuple(m.value for m in K.EpsPlacement),
@@ -51,8 +51,7 @@ MEANING: dict[tuple[str, Any], str] = {
     ("decay_form", "multiplicative"): "decay is multiplicative (1 - s) theta",
     ("decay_form", "proximal"): "decay is proximal theta / (1 + s)",
     ("decay_form", "added_to_update"): "decay is added to the update before lr scaling",
-    ("decay_form", "coupled_l2"): "weight decay is coupled L2 (added to the gradient): Adam+L2, "
-    "not AdamW",
+    ("decay_form", "coupled_l2"): "weight decay is coupled L2 (added to the gradient): Adam+L2, not AdamW",
     ("decay_form", "none"): "no weight decay is applied",
     ("decay_timing", "after_step"): "decay acts on the Adam-updated parameter (after the step)",
     ("decay_timing", "before_step"): "decay acts on the previous parameter (before the step)",
@@ -81,12 +80,17 @@ def _val(x: Any) -> Any:
     return x.value if isinstance(x, Enum) else x
 
 
-def reference_points(cfg: AdamWConfig, p0: Mapping[str, Any],
-                     grads: Sequence[Mapping[str, Any]], dtype: str,
-                     in_dtype: bool = False) -> list[tolerance.RefPoint]:
+def reference_points(
+    cfg: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    dtype: str,
+    in_dtype: bool = False,
+) -> list[tolerance.RefPoint]:
     """The reference on ``dtype``-rounded inputs, in binary64 (or in ``dtype`` if ``in_dtype``)."""
-    r = RefStepper(cfg, {k: round_to(v, dtype) for k, v in p0.items()},
-                   arithmetic(dtype if in_dtype else "float64"))
+    r = RefStepper(
+        cfg, {k: round_to(v, dtype) for k, v in p0.items()}, arithmetic(dtype if in_dtype else "float64")
+    )
     out = [tolerance.RefPoint(r.params(), *r.moments(), dict(r.state.param_steps))]
     for g in grads:
         r.step({k: None if v is None else round_to(v, dtype) for k, v in g.items()})
@@ -94,8 +98,14 @@ def reference_points(cfg: AdamWConfig, p0: Mapping[str, Any],
     return out
 
 
-def score(cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]],
-          got: Sequence[Mapping[str, Any]], dtype: str, spec: tolerance.ToleranceSpec) -> float:
+def score(
+    cfg: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    got: Sequence[Mapping[str, Any]],
+    dtype: str,
+    spec: tolerance.ToleranceSpec,
+) -> float:
     """Bound ratio of trajectory ``got`` (after steps 1..T) against the reference with ``cfg``."""
     try:
         ref = reference_points(cfg, p0, grads, dtype)
@@ -142,9 +152,15 @@ def matching_profiles(cfg: AdamWConfig) -> list[str]:
     return [n for n, p in PROFILES.items() if p.config.knobs() == kn]
 
 
-def diagnose(cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]],
-             got: Sequence[Mapping[str, Any]], dtype: str, spec: tolerance.ToleranceSpec,
-             pairs: bool = True) -> dict[str, Any]:
+def diagnose(
+    cfg: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    got: Sequence[Mapping[str, Any]],
+    dtype: str,
+    spec: tolerance.ToleranceSpec,
+    pairs: bool = True,
+) -> dict[str, Any]:
     """The report's ``diagnosis`` object for the free-running trajectory ``got``."""
     scored: list[tuple[float, int, str, str, dict[str, Any]]] = []
     seen: dict[str, float] = {}
@@ -192,15 +208,19 @@ def diagnose(cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[st
     others = [x[2] for x in scored[1:] if x[0] <= 1.0 and x[1] <= n0 and x[2] != name]
     if others:
         detail += f"; equally consistent here: {', '.join(others[:4])}"
-    also = [x[2] for x in scored if x[0] <= 1.0 and x[3] == "profile" and x[2] != name
-            and x[2] not in others]
+    also = [x[2] for x in scored if x[0] <= 1.0 and x[3] == "profile" and x[2] != name and x[2] not in others]
     if also:
         detail += f"; also consistent with {', '.join(also[:4])}"
     return {"explained_by": name, "kind": kind, "detail": detail, "candidates": cands}
 
 
-def _hints(cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]],
-           got: Sequence[Mapping[str, Any]], dtype: str) -> str:
+def _hints(
+    cfg: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    got: Sequence[Mapping[str, Any]],
+    dtype: str,
+) -> str:
     """Plain-language hints from the error's size and where it happens."""
     from adamw_ref.formats import FORMATS
 
@@ -216,19 +236,27 @@ def _hints(cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[str,
                 max_rel = max(max_rel, float(np.nanmax(r)))
                 bad = d > 0
                 tiny |= bool(np.any(bad & (np.abs(e) < min_normal * 2**10)))
-    sub_g = any(g is not None and bool(np.any((np.abs(gv := round_to(g, dtype)) < min_normal)
-                                              & (gv != 0)))
-                for gs in grads for g in gs.values())
+    sub_g = any(
+        g is not None and bool(np.any((np.abs(gv := round_to(g, dtype)) < min_normal) & (gv != 0)))
+        for gs in grads
+        for g in gs.values()
+    )
     hints = []
     if dtype == "float64" and 1e-8 < max_rel < 1e-3:
-        hints.append(f"max relative error {max_rel:.2g} is float32-sized: some quantity "
-                     "(e.g. the bias corrections 1-beta^t) seems computed in float32")
+        hints.append(
+            f"max relative error {max_rel:.2g} is float32-sized: some quantity "
+            "(e.g. the bias corrections 1-beta^t) seems computed in float32"
+        )
     if sub_g:
-        hints.append(f"the gradients contain {dtype} subnormals: consistent with flush-to-zero /"
-                     " denormals-are-zero arithmetic (e.g. XLA and oneDNN CPU kernels)")
+        hints.append(
+            f"the gradients contain {dtype} subnormals: consistent with flush-to-zero /"
+            " denormals-are-zero arithmetic (e.g. XLA and oneDNN CPU kernels)"
+        )
     elif tiny:
-        hints.append(f"errors occur at (near-)subnormal magnitudes (< 2^10 * {min_normal:.3g}): "
-                     "consistent with flush-to-zero / denormals-are-zero arithmetic")
+        hints.append(
+            f"errors occur at (near-)subnormal magnitudes (< 2^10 * {min_normal:.3g}): "
+            "consistent with flush-to-zero / denormals-are-zero arithmetic"
+        )
     return "".join(f"; hint: {h}" for h in hints)
 
 
@@ -245,15 +273,20 @@ def acceptable_flag(diagnosis: Mapping[str, Any] | None, cfg: AdamWConfig) -> st
 
 # -- identifiability ------------------------------------------------------------------------------
 
-def separation(cfg_a: AdamWConfig, cfg_b: AdamWConfig, p0: Mapping[str, Any],
-               grads: Sequence[Mapping[str, Any]], dtype: str) -> float:
+
+def separation(
+    cfg_a: AdamWConfig,
+    cfg_b: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    dtype: str,
+) -> float:
     """max |theta_a - theta_b| / B_free(a): how many tolerances the two variants lie apart."""
     spec = tolerance.spec_for(dtype, "cpu", "ref_vs_impl")
     ra = reference_points(cfg_a, p0, grads, dtype)
     rb = reference_points(cfg_b, p0, grads, dtype)
     bounds = tolerance.step_bounds(cfg_a, ra, grads, spec, "free")
-    return cmp.compare([p.params for p in ra[1:]], [p.params for p in rb[1:]], bounds,
-                       dtype).max_ratio
+    return cmp.compare([p.params for p in ra[1:]], [p.params for p in rb[1:]], bounds, dtype).max_ratio
 
 
 def identifiability(base_profile: str = "torch", seed: int = 0) -> list[dict[str, Any]]:
@@ -263,8 +296,15 @@ def identifiability(base_profile: str = "torch", seed: int = 0) -> list[dict[str
     rows = []
     for knob in KNOB_FIELDS:
         for a, b in itertools.combinations(KNOB_VALUES[knob], 2):
-            best: dict[str, Any] = {"knob": knob, "a": a, "b": b, "scenario": None,
-                                    "float64": 0.0, "float32": 0.0, "basic_float32": 0.0}
+            best: dict[str, Any] = {
+                "knob": knob,
+                "a": a,
+                "b": b,
+                "scenario": None,
+                "float64": 0.0,
+                "float32": 0.0,
+                "basic_float32": 0.0,
+            }
             for sc in SCENARIOS:
                 if "long" in sc.tags:
                     continue
@@ -276,8 +316,7 @@ def identifiability(base_profile: str = "torch", seed: int = 0) -> list[dict[str
                 seps = {}
                 for dt in ("float64", "float32"):
                     if dt in sc.dtypes:
-                        seps[dt] = min(separation(ca, cb, p0, gs, dt),
-                                       separation(cb, ca, p0, gs, dt))
+                        seps[dt] = min(separation(ca, cb, p0, gs, dt), separation(cb, ca, p0, gs, dt))
                 s32 = seps.get("float32", 0.0)
                 s64 = seps.get("float64", 0.0)
                 if sc.id == "basic":
@@ -323,9 +362,11 @@ def identifiability_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
             verdict = "float64 only"
         else:
             verdict = "not identifiable beyond rounding"
-        lines.append(f"| {r['knob']} | {_val(r['a'])} | {_val(r['b'])} | {r['scenario']} | "
-                     f"{_fmt(s64)} | {_fmt(s32)} | {_fmt(float(r['basic_float32']))} | "
-                     f"{verdict} |")
+        lines.append(
+            f"| {r['knob']} | {_val(r['a'])} | {_val(r['b'])} | {r['scenario']} | "
+            f"{_fmt(s64)} | {_fmt(s32)} | {_fmt(float(r['basic_float32']))} | "
+            f"{verdict} |"
+        )
     lines += [
         "",
         "Notes: `decay_form` multiplicative vs added_to_update are equal in exact arithmetic "
@@ -346,8 +387,9 @@ def identifiability_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m conformance.diagnose")
-    ap.add_argument("--identifiability", action="store_true",
-                    help="print the identifiability table (markdown)")
+    ap.add_argument(
+        "--identifiability", action="store_true", help="print the identifiability table (markdown)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ns = ap.parse_args(argv)
     if not ns.identifiability:

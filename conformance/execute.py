@@ -23,11 +23,11 @@ from adamw_ref import PROFILES, AdamWConfig, ConfigError, get_profile
 from adamw_ref.knobs import StepCountScope
 from adapters.errors import FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import Adapter, CanonicalState, Support
+from adapters.reference.oracle import RefStepper, arithmetic, round_to
 from conformance import compare as cmp
 from conformance import diagnose as dg
-from conformance.report import schema as rp
 from conformance import tolerance
-from adapters.reference.oracle import RefStepper, arithmetic, round_to
+from conformance.report import schema as rp
 from conformance.scenarios import Scenario
 from conformance.scenarios import get as get_scenario
 
@@ -46,8 +46,9 @@ class CaseSpec:
 
     @property
     def id(self) -> str:
-        return rp.case_id(self.adapter, self.implementation, self.device, self.dtype,
-                          self.scenario, self.mode, self.seed)
+        return rp.case_id(
+            self.adapter, self.implementation, self.device, self.dtype, self.scenario, self.mode, self.seed
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,17 +65,43 @@ def load(name_or_spec: str) -> Adapter:
 
 
 def repro_command(c: CaseSpec) -> str:
-    return " ".join(shlex.quote(x) for x in [
-        "adamw-conformance", "run", "--adapter", c.adapter, "--implementation",
-        c.implementation, "--device", c.device, "--dtype", c.dtype, "--scenario", c.scenario,
-        "--mode", c.mode, "--seeds", str(c.seed), "--out", "/tmp/adamw-repro"])
+    return " ".join(
+        shlex.quote(x)
+        for x in [
+            "adamw-conformance",
+            "run",
+            "--adapter",
+            c.adapter,
+            "--implementation",
+            c.implementation,
+            "--device",
+            c.device,
+            "--dtype",
+            c.dtype,
+            "--scenario",
+            c.scenario,
+            "--mode",
+            c.mode,
+            "--seeds",
+            str(c.seed),
+            "--out",
+            "/tmp/adamw-repro",
+        ]
+    )
 
 
-def plan(adapter: Adapter, adapter_name: str, scenarios: Sequence[Scenario], *,
-         dtypes: Sequence[str] | None = None, modes: Sequence[str] = ("free", "teacher_forced"),
-         seeds: Sequence[int] = (0,), device: str = "cpu",
-         implementations: Sequence[str] | None = None,
-         all_teacher_forced: bool = True) -> list[CaseSpec]:
+def plan(
+    adapter: Adapter,
+    adapter_name: str,
+    scenarios: Sequence[Scenario],
+    *,
+    dtypes: Sequence[str] | None = None,
+    modes: Sequence[str] = ("free", "teacher_forced"),
+    seeds: Sequence[int] = (0,),
+    device: str = "cpu",
+    implementations: Sequence[str] | None = None,
+    all_teacher_forced: bool = True,
+) -> list[CaseSpec]:
     """Every case for this adapter: each scenario's dtypes (or ``dtypes``) that the adapter
     supports. Teacher-forced cases only for scenarios that allow them and, unless
     ``all_teacher_forced``, only for the ``quick`` ones (keeps the default run short)."""
@@ -94,7 +121,8 @@ def plan(adapter: Adapter, adapter_name: str, scenarios: Sequence[Scenario], *,
                     continue
                 for mode in modes:
                     if mode == "teacher_forced" and not (
-                            sc.teacher_forced and (all_teacher_forced or "quick" in sc.tags)):
+                        sc.teacher_forced and (all_teacher_forced or "quick" in sc.tags)
+                    ):
                         continue
                     for seed in seeds:
                         out.append(CaseSpec(adapter_name, impl, device, dt, sc.id, mode, seed))
@@ -122,20 +150,43 @@ def _skip_reason(adapter: Adapter, sc: Scenario, c: CaseSpec) -> str | None:
     return None
 
 
-def blank_case(c: CaseSpec, profile: str, steps: int, verdict: str,
-               error: str | None = None) -> dict[str, Any]:
-    return {"id": c.id, "adapter": c.adapter, "implementation": c.implementation,
-            "device": c.device, "dtype": c.dtype, "scenario": c.scenario, "mode": c.mode,
-            "profile": profile, "seed": c.seed, "steps": steps, "verdict": verdict,
-            "acceptable_flag": None, "metrics": {}, "bound": {}, "first_divergence": None,
-            "diagnosis": None, "error": error, "repro": repro_command(c),
-            "series": rp.empty_series(), "duration_s": 0.0}
+def blank_case(
+    c: CaseSpec, profile: str, steps: int, verdict: str, error: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "adapter": c.adapter,
+        "implementation": c.implementation,
+        "device": c.device,
+        "dtype": c.dtype,
+        "scenario": c.scenario,
+        "mode": c.mode,
+        "profile": profile,
+        "seed": c.seed,
+        "steps": steps,
+        "verdict": verdict,
+        "acceptable_flag": None,
+        "metrics": {},
+        "bound": {},
+        "first_divergence": None,
+        "diagnosis": None,
+        "error": error,
+        "repro": repro_command(c),
+        "series": rp.empty_series(),
+        "duration_s": 0.0,
+    }
 
 
-def _run_free(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, Any],
-              grads: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    run = adapter.create(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
-                         implementation=c.implementation, device=c.device, dtype=c.dtype)
+def _run_free(
+    adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    run = adapter.create(
+        cfg,
+        {k: round_to(v, c.dtype) for k, v in p0.items()},
+        implementation=c.implementation,
+        device=c.device,
+        dtype=c.dtype,
+    )
     try:
         out = []
         for g in grads:
@@ -156,17 +207,26 @@ def _read_param_steps(run: Any) -> dict[str, int] | None:
     return {k: int(x) for k, x in fn().items()} if callable(fn) else None
 
 
-def _run_forced(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, Any],
-                grads: Sequence[Mapping[str, Any]], ref: Sequence[tolerance.RefPoint]
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _run_forced(
+    adapter: Adapter,
+    c: CaseSpec,
+    cfg: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    ref: Sequence[tolerance.RefPoint],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Teacher forcing: before step t+1 the run gets the reference's state after step t,
     per-parameter counts (``CanonicalState.param_steps``) included. Where they matter
     (per-parameter scope and a parameter that missed a step), the run must read them back;
     an adapter that keeps a global count only cannot be forced there: the case is skipped."""
-    run = adapter.create(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
-                         implementation=c.implementation, device=c.device, dtype=c.dtype)
-    emu = RefStepper(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()},
-                     arithmetic(c.dtype))
+    run = adapter.create(
+        cfg,
+        {k: round_to(v, c.dtype) for k, v in p0.items()},
+        implementation=c.implementation,
+        device=c.device,
+        dtype=c.dtype,
+    )
+    emu = RefStepper(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()}, arithmetic(c.dtype))
     per_param = cfg.step_count_scope is StepCountScope.PER_PARAMETER
     checked = False
     got, emulated = [], []
@@ -175,23 +235,36 @@ def _run_forced(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str
             pt = ref[t]
             ps = None if pt.param_steps is None else dict(pt.param_steps)
             rd = {k: round_to(v, c.dtype) for k, v in pt.params.items()}
-            run.set_state(rd, CanonicalState(step=t, m=dict(pt.m), v=dict(pt.v),
-                                             v_max=None if pt.v_max is None else dict(pt.v_max),
-                                             param_steps=ps))
-            if per_param and ps is not None and not checked and \
-                    any(n != t for n in ps.values()):
+            run.set_state(
+                rd,
+                CanonicalState(
+                    step=t,
+                    m=dict(pt.m),
+                    v=dict(pt.v),
+                    v_max=None if pt.v_max is None else dict(pt.v_max),
+                    param_steps=ps,
+                ),
+            )
+            if per_param and ps is not None and not checked and any(n != t for n in ps.values()):
                 checked = True
                 back = _read_param_steps(run)
                 if back is None or any(back.get(k) != n for k, n in ps.items()):
                     raise UnsupportedConfig(
-                        c.adapter, "teacher_forced", "param_steps",
+                        c.adapter,
+                        "teacher_forced",
+                        "param_steps",
                         "per-parameter step counts (frozen parameters) cannot be set: after "
                         f"set_state with param_steps={ps} the run reports {back} (global count "
-                        "only); this scenario runs free only for this adapter")
-            emu.set_state(rd, t, {k: round_to(v, c.dtype) for k, v in pt.m.items()},
-                          {k: round_to(v, c.dtype) for k, v in pt.v.items()},
-                          None if pt.v_max is None else
-                          {k: round_to(v, c.dtype) for k, v in pt.v_max.items()}, ps)
+                        "only); this scenario runs free only for this adapter",
+                    )
+            emu.set_state(
+                rd,
+                t,
+                {k: round_to(v, c.dtype) for k, v in pt.m.items()},
+                {k: round_to(v, c.dtype) for k, v in pt.v.items()},
+                None if pt.v_max is None else {k: round_to(v, c.dtype) for k, v in pt.v_max.items()},
+                ps,
+            )
             gr = {k: None if v is None else round_to(v, c.dtype) for k, v in g.items()}
             run.step(gr)
             emu.step(gr)
@@ -205,8 +278,10 @@ def _run_forced(adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str
 def _rounded_hparams(cfg: AdamWConfig, dtype: str) -> AdamWConfig | None:
     """``cfg`` with lr, betas, eps, wd rounded to ``dtype``; None if a beta rounds to 1
     (bfloat16: 0.999 -> 1.0), where the allowance would excuse anything."""
-    f = {k: float(round_to(getattr(cfg, k), dtype))
-         for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "eps_root")}
+    f = {
+        k: float(round_to(getattr(cfg, k), dtype))
+        for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "eps_root")
+    }
     if f["beta1"] >= 1.0 or f["beta2"] >= 1.0:
         return None
     return cfg.replace(**f)
@@ -215,8 +290,7 @@ def _rounded_hparams(cfg: AdamWConfig, dtype: str) -> AdamWConfig | None:
 class Executor:
     """Runs cases of one adapter; caches free-running trajectories for diagnosis."""
 
-    def __init__(self, adapter: Adapter, diagnose: bool = True,
-                 diagnose_budget: float | None = None) -> None:
+    def __init__(self, adapter: Adapter, diagnose: bool = True, diagnose_budget: float | None = None) -> None:
         self.adapter = adapter
         self.do_diagnose = diagnose
         self.budget = diagnose_budget  # seconds of knob search in total; None = unlimited
@@ -267,36 +341,57 @@ class Executor:
         res = cmp.compare([p.params for p in ref[1:]], got, bounds, c.dtype, emulated)
         verdict = "exact" if res.exact else ("within_bound" if res.max_ratio <= 1 else "divergent")
         case = blank_case(c, profile, sc.steps, verdict)
-        case.update(metrics=res.metrics, first_divergence=res.first_divergence,
-                    series={"step": res.series_step, "err": res.series_err},
-                    bound={"kind": spec.kind, "dtype": c.dtype, "device": c.device,
-                           "c_step": spec.c_step, "unit_roundoff": spec.unit_roundoff,
-                           "max_ratio": res.max_ratio})
+        case.update(
+            metrics=res.metrics,
+            first_divergence=res.first_divergence,
+            series={"step": res.series_step, "err": res.series_err},
+            bound={
+                "kind": spec.kind,
+                "dtype": c.dtype,
+                "device": c.device,
+                "c_step": spec.c_step,
+                "unit_roundoff": spec.unit_roundoff,
+                "max_ratio": res.max_ratio,
+            },
+        )
         if verdict == "divergent":
             self._explain(case, c, cfg, p0, grads, spec, key)
         return case
 
-    def _explain(self, case: dict[str, Any], c: CaseSpec, cfg: AdamWConfig,
-                 p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]],
-                 spec: tolerance.ToleranceSpec, key: tuple[Any, ...]) -> None:
+    def _explain(
+        self,
+        case: dict[str, Any],
+        c: CaseSpec,
+        cfg: AdamWConfig,
+        p0: Mapping[str, Any],
+        grads: Sequence[Mapping[str, Any]],
+        spec: tolerance.ToleranceSpec,
+        key: tuple[Any, ...],
+    ) -> None:
         if key not in self._free:
             self._free[key] = _run_free(self.adapter, c, cfg, p0, grads)
         got = self._free[key]
         # Allowed deviation 1: hyperparameters stored in the dtype (lr, betas, eps, wd rounded).
         rounded = _rounded_hparams(cfg, c.dtype)
-        if c.mode == "free" and rounded is not None and rounded != cfg and \
-                dg.score(rounded, p0, grads, got, c.dtype, spec) <= 1.0:
-            case["verdict"], case["acceptable_flag"] = "acceptable", \
-                "hyperparameters_rounded_to_dtype"
+        if (
+            c.mode == "free"
+            and rounded is not None
+            and rounded != cfg
+            and dg.score(rounded, p0, grads, got, c.dtype, spec) <= 1.0
+        ):
+            case["verdict"], case["acceptable_flag"] = "acceptable", "hyperparameters_rounded_to_dtype"
             return
         if not self.do_diagnose:
             return
         if key not in self._diag:
             if self.budget is not None and self._spent >= self.budget:
                 case["diagnosis"] = {
-                    "explained_by": None, "kind": None, "candidates": [],
+                    "explained_by": None,
+                    "kind": None,
+                    "candidates": [],
                     "detail": f"not diagnosed: the knob-search budget ({self.budget:g} s) of this "
-                    "run is spent; rerun the repro command (it diagnoses)"}
+                    "run is spent; rerun the repro command (it diagnoses)",
+                }
                 return
             t0 = time.perf_counter()
             self._diag[key] = dg.diagnose(cfg, p0, grads, got, c.dtype, spec)

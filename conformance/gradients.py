@@ -31,8 +31,7 @@ from numpy.typing import NDArray
 F64 = NDArray[np.float64]
 Grads = dict[str, F64 | None]
 
-GENERATORS = ("normal", "zero", "nullspace", "sign_flip", "decreasing", "decay_then_normal",
-              "frozen")
+GENERATORS = ("normal", "zero", "nullspace", "sign_flip", "decreasing", "decay_then_normal", "frozen")
 
 
 def rng_for(scenario_id: str, seed: int) -> np.random.Generator:
@@ -42,22 +41,23 @@ def rng_for(scenario_id: str, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(scenario_id.encode())])
 
 
-def initial_params(rng: np.random.Generator, shapes: Mapping[str, tuple[int, ...]],
-                   scale: float, offset: float = 0.0) -> dict[str, F64]:
+def initial_params(
+    rng: np.random.Generator, shapes: Mapping[str, tuple[int, ...]], scale: float, offset: float = 0.0
+) -> dict[str, F64]:
     """``offset + scale * N(0, 1)`` per element, in float64."""
     return {k: offset + scale * rng.standard_normal(s) for k, s in shapes.items()}
 
 
-def stream(kind: str, rng: np.random.Generator, shapes: Mapping[str, tuple[int, ...]],
-           steps: int, **kw: Any) -> list[Grads]:
+def stream(
+    kind: str, rng: np.random.Generator, shapes: Mapping[str, tuple[int, ...]], steps: int, **kw: Any
+) -> list[Grads]:
     """``steps`` gradient dicts of generator ``kind`` (see the module docstring)."""
     if kind not in GENERATORS:
         raise ValueError(f"gradient kind={kind!r}: expected one of {list(GENERATORS)}")
     if steps < 0:
         raise ValueError(f"steps={steps!r}: must be >= 0")
     scale = float(kw.get("scale", 1.0))
-    drift = {k: float(kw.get("drift", 0.5)) * scale * rng.standard_normal(s)
-             for k, s in shapes.items()}
+    drift = {k: float(kw.get("drift", 0.5)) * scale * rng.standard_normal(s) for k, s in shapes.items()}
     out: list[Grads] = []
     null = {k: rng.random(s) < float(kw.get("null_fraction", 0.25)) for k, s in shapes.items()}
     for t in range(steps):
@@ -76,8 +76,9 @@ def stream(kind: str, rng: np.random.Generator, shapes: Mapping[str, tuple[int, 
             else:
                 val = drift[k] + noise
                 g[k] = np.where(null[k], 0.0, val) if kind == "nullspace" else val
-            if kind == "frozen" and ((k == "frozen" and t % 2 == 1)
-                                     or (k == "late" and t < int(kw.get("late_start", 5)))):
+            if kind == "frozen" and (
+                (k == "frozen" and t % 2 == 1) or (k == "late" and t < int(kw.get("late_start", 5)))
+            ):
                 g[k] = None
         out.append(g)
     return out

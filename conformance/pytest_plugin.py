@@ -27,12 +27,19 @@ ENV = "ADAMW_CONFORMANCE_ADAPTER"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("adamw-conformance")
-    g.addoption("--adapter", default=None,
-                help=f"adapter name or package.module:factory (env {ENV}; default reference)")
+    g.addoption(
+        "--adapter",
+        default=None,
+        help=f"adapter name or package.module:factory (env {ENV}; default reference)",
+    )
     g.addoption("--skips-file", default=None, help="file of test-id substrings to skip")
     g.addoption("--xfails-file", default=None, help="file of test-id substrings to xfail")
-    g.addoption("--conformance-dtype", action="append", default=None,
-                help="dtype(s) to test (default: each scenario's dtypes)")
+    g.addoption(
+        "--conformance-dtype",
+        action="append",
+        default=None,
+        help="dtype(s) to test (default: each scenario's dtypes)",
+    )
     g.addoption("--conformance-scenario", action="append", default=None, help="scenario id(s)")
     g.addoption("--conformance-seeds", default=None, help="seeds, e.g. 0-19 (default 0)")
     g.addoption("--conformance-device", default="cpu", choices=["cpu", "cuda"])
@@ -69,12 +76,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     ad = st["adapter"]
     info = ad.info
-    lines.append(f"  framework {info.framework}, profile {info.profile}, implementations "
-                 f"{list(info.implementations)}, dtypes {list(info.dtypes)}")
+    lines.append(
+        f"  framework {info.framework}, profile {info.profile}, implementations "
+        f"{list(info.implementations)}, dtypes {list(info.dtypes)}"
+    )
     lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in ad.versions().items()))
     dev = config.getoption("--conformance-device")
-    lines.append("  devices: " + "; ".join(f"{d['kind']}: {d['model']}"
-                                           for d in device_info(dev)))
+    lines.append("  devices: " + "; ".join(f"{d['kind']}: {d['model']}" for d in device_info(dev)))
     prec = precision_info()
     if prec:
         lines.append(f"  precision: {prec}")
@@ -97,11 +105,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from conformance.worker import parse_seeds
 
     full = bool(cfg.getoption("--conformance-full"))
-    cases = plan(st["adapter"], st["spec"],
-                 select(cfg.getoption("--conformance-scenario"), full=full),
-                 dtypes=cfg.getoption("--conformance-dtype"),
-                 seeds=parse_seeds(cfg.getoption("--conformance-seeds"), full),
-                 device=cfg.getoption("--conformance-device"), all_teacher_forced=True)
+    cases = plan(
+        st["adapter"],
+        st["spec"],
+        select(cfg.getoption("--conformance-scenario"), full=full),
+        dtypes=cfg.getoption("--conformance-dtype"),
+        seeds=parse_seeds(cfg.getoption("--conformance-seeds"), full),
+        device=cfg.getoption("--conformance-device"),
+        all_teacher_forced=True,
+    )
     metafunc.parametrize("conformance_case", cases, ids=[c.id for c in cases])
 
 
@@ -128,8 +140,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             hits = [it for it in items if entry in it.nodeid]
             if not hits:
                 warnings.warn(f"{opt} {path}: entry {entry!r} matches no test", stacklevel=1)
-            mark = pytest.mark.skip(reason=f"skips file: {entry}") if opt == "--skips-file" \
+            mark = (
+                pytest.mark.skip(reason=f"skips file: {entry}")
+                if opt == "--skips-file"
                 else pytest.mark.xfail(reason=f"xfails file: {entry}", strict=False)
+            )
             for it in hits:
                 it.add_marker(mark)
 
@@ -149,5 +164,7 @@ def check_case(executor: Any, case_spec: Any) -> dict[str, Any]:
             f"  first divergence: {case['first_divergence']}\n"
             f"  diagnosis: {diag.get('detail')}\n"
             f"  error: {case['error']}\n"
-            f"  repro: {case['repro']}", pytrace=False)
+            f"  repro: {case['repro']}",
+            pytrace=False,
+        )
     return case

@@ -30,9 +30,14 @@ from conformance.report import schema as rp
 
 #: Built-in adapter -> the framework module whose presence means "installed".
 FRAMEWORK_MODULES: dict[str, str] = {
-    "reference": "numpy", "torch": "torch", "torch-adam": "torch",
-    "keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch",
-    "optax": "optax", "mlx": "mlx",
+    "reference": "numpy",
+    "torch": "torch",
+    "torch-adam": "torch",
+    "keras-tensorflow": "tensorflow",
+    "keras-jax": "jax",
+    "keras-torch": "torch",
+    "optax": "optax",
+    "mlx": "mlx",
 }
 KERAS_BACKEND = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
 
@@ -56,8 +61,7 @@ def installed(name: str) -> tuple[bool, str]:
 
 
 #: Slowest first, so that two lanes finish together.
-_ORDER = ("optax", "keras-tensorflow", "torch", "keras-jax", "torch-adam", "keras-torch", "mlx",
-          "reference")
+_ORDER = ("optax", "keras-tensorflow", "torch", "keras-jax", "torch-adam", "keras-torch", "mlx", "reference")
 
 
 def default_adapters() -> list[str]:
@@ -69,8 +73,13 @@ def default_adapters() -> list[str]:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent.parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -80,12 +89,17 @@ def make_envelope(command: str, seeds: Sequence[int]) -> rp.Envelope:
     import adamw_ref
 
     return {
-        "suite_version": __version__, "spec_version": adamw_ref.SPEC_VERSION,
+        "suite_version": __version__,
+        "spec_version": adamw_ref.SPEC_VERSION,
         "commit": git_commit(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": command, "python": sys.version.split()[0],
-        "platform": platform.platform(), "frameworks": {}, "devices": [],
-        "precision": {}, "seeds": list(seeds),
+        "command": command,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "frameworks": {},
+        "devices": [],
+        "precision": {},
+        "seeds": list(seeds),
         "env": {k: v for k, v in os.environ.items() if k.startswith("ADAMW_")},
     }
 
@@ -116,10 +130,19 @@ def _tail(path: Path, n: int = 2000) -> str:
 class Runner:
     """Runs workers and maintains the report. ``on_case(case)`` is called for each new row."""
 
-    def __init__(self, adapters: Sequence[str], out_dir: Path, worker_args: Sequence[str],
-                 *, seeds: Sequence[int] = (0,), jobs: int = 2, timeout: float = 300.0,
-                 command: str = "", on_case: Callable[[dict[str, Any]], None] | None = None,
-                 on_plan: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        adapters: Sequence[str],
+        out_dir: Path,
+        worker_args: Sequence[str],
+        *,
+        seeds: Sequence[int] = (0,),
+        jobs: int = 2,
+        timeout: float = 300.0,
+        command: str = "",
+        on_case: Callable[[dict[str, Any]], None] | None = None,
+        on_plan: Callable[[int], None] | None = None,
+    ) -> None:
         from adapters.registry import BUILTIN_ADAPTERS
 
         self.out_dir = Path(out_dir)
@@ -129,8 +152,9 @@ class Runner:
         self.on_case = on_case
         self.on_plan = on_plan
         self.report: rp.Report = rp.new_report(make_envelope(command, seeds))
-        self.pending = [_Job(a.split(":")[-1] if ":" in a and a not in BUILTIN_ADAPTERS
-                             else a, a) for a in adapters]
+        self.pending = [
+            _Job(a.split(":")[-1] if ":" in a and a not in BUILTIN_ADAPTERS else a, a) for a in adapters
+        ]
         for j in self.pending:
             if ":" in j.spec:
                 j.name = j.spec.split(":")[0].rsplit(".", 1)[-1] + ":" + j.spec.split(":")[1]
@@ -160,11 +184,22 @@ class Runner:
         # Workers share one GPU: JAX would grab 75% of its memory at start-up and starve a torch
         # worker running beside it (seen on an H100 with --jobs 6); allocate on demand instead.
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        cmd = [sys.executable, "-m", "conformance.worker", "--adapter", job.spec,
-               "--name", job.name, "--out", str(job.results), *self.worker_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "conformance.worker",
+            "--adapter",
+            job.spec,
+            "--name",
+            job.name,
+            "--out",
+            str(job.results),
+            *self.worker_args,
+        ]
         with open(job.stderr, "wb") as err:
-            job.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
-                                        env=env, start_new_session=True)
+            job.proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True
+            )
         job.started = time.monotonic()
 
     def _read(self, job: _Job) -> bool:
@@ -264,13 +299,31 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 def _error_row(adapter: str, cid: str, error: str, worker_args: Sequence[str]) -> dict[str, Any]:
     parts = cid.split("-")
-    return {"id": cid, "adapter": adapter, "implementation": "", "device": "", "dtype": "",
-            "scenario": "", "mode": "free", "profile": "", "seed": 0, "steps": 0,
-            "verdict": "error", "acceptable_flag": None, "metrics": {}, "bound": {},
-            "first_divergence": None, "diagnosis": None, "error": error,
-            "repro": " ".join(shlex.quote(x) for x in [
-                "adamw-conformance", "run", "--adapter", adapter, *worker_args]),
-            "series": rp.empty_series(), "duration_s": 0.0, **_parse_id(cid, parts)}
+    return {
+        "id": cid,
+        "adapter": adapter,
+        "implementation": "",
+        "device": "",
+        "dtype": "",
+        "scenario": "",
+        "mode": "free",
+        "profile": "",
+        "seed": 0,
+        "steps": 0,
+        "verdict": "error",
+        "acceptable_flag": None,
+        "metrics": {},
+        "bound": {},
+        "first_divergence": None,
+        "diagnosis": None,
+        "error": error,
+        "repro": " ".join(
+            shlex.quote(x) for x in ["adamw-conformance", "run", "--adapter", adapter, *worker_args]
+        ),
+        "series": rp.empty_series(),
+        "duration_s": 0.0,
+        **_parse_id(cid, parts),
+    }
 
 
 def _parse_id(cid: str, parts: list[str]) -> dict[str, Any]:
@@ -295,4 +348,5 @@ def print_progress_to(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
     def cb(case: dict[str, Any]) -> None:
         stream.write(f"{case['verdict']:>12}  {case['id']}\n")
         stream.flush()
+
     return cb

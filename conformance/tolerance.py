@@ -75,17 +75,18 @@ for _dt in ("float64", "float32", "float16", "bfloat16"):
         _c = _C_TWO_SIDED if _dt == "float64" else _C_ONE_SIDED
         TOLERANCES[(_dt, _dev, "ref_vs_impl")] = ToleranceSpec(_dt, _dev, "ref_vs_impl", _c)
         TOLERANCES[(_dt, _dev, "cpu_vs_gpu")] = ToleranceSpec(_dt, _dev, "cpu_vs_gpu", _C_TWO_SIDED)
-        TOLERANCES[(_dt, _dev, "impl_vs_impl")] = ToleranceSpec(
-            _dt, _dev, "impl_vs_impl", _C_TWO_SIDED)
+        TOLERANCES[(_dt, _dev, "impl_vs_impl")] = ToleranceSpec(_dt, _dev, "impl_vs_impl", _C_TWO_SIDED)
 
 
 def spec_for(dtype: str, device: str = "cpu", kind: str = "ref_vs_impl") -> ToleranceSpec:
     try:
         return TOLERANCES[(dtype, device, kind)]
     except KeyError:
-        raise ValueError(f"no tolerance for dtype={dtype!r}, device={device!r}, kind={kind!r}; "
-                         f"known dtypes {sorted({k[0] for k in TOLERANCES})}, devices "
-                         f"['cpu', 'cuda'], kinds {list(KINDS)}") from None
+        raise ValueError(
+            f"no tolerance for dtype={dtype!r}, device={device!r}, kind={kind!r}; "
+            f"known dtypes {sorted({k[0] for k in TOLERANCES})}, devices "
+            f"['cpu', 'cuda'], kinds {list(KINDS)}"
+        ) from None
 
 
 @dataclass
@@ -99,9 +100,13 @@ class RefPoint:
     param_steps: dict[str, int] | None = None  # each parameter's own update count
 
 
-def step_bounds(config: AdamWConfig, ref: Sequence[RefPoint],
-                grads: Sequence[Mapping[str, Any]], spec: ToleranceSpec,
-                mode: str) -> list[dict[str, F64]]:
+def step_bounds(
+    config: AdamWConfig,
+    ref: Sequence[RefPoint],
+    grads: Sequence[Mapping[str, Any]],
+    spec: ToleranceSpec,
+    mode: str,
+) -> list[dict[str, F64]]:
     """Per-step, per-element bounds ``[B_1, ..., B_T]`` (``mode``: free or teacher_forced).
 
     ``ref[0]`` is the initial point; ``ref[t]`` the reference after step ``t``.
@@ -133,13 +138,13 @@ def step_bounds(config: AdamWConfig, ref: Sequence[RefPoint],
                 if cfg.decay_form is DecayForm.COUPLED_L2:
                     ga = ga + wd_b * omega * th0
                 mabs[n] = b1 * mabs[n] + (1 - b1) * ga
-                k = (own[n] if cfg.step_count_scope is StepCountScope.PER_PARAMETER else t)
+                k = own[n] if cfg.step_count_scope is StepCountScope.PER_PARAMETER else t
                 k += cfg.bias_correction_offset
                 # 1-beta computed in the working precision from a rounded beta: relative error
                 # u*beta/(1-beta) (999u for beta2=0.999), half of it through the square root.
                 kappa = b1 / (1 - b1) + 0.5 * b2 / (1 - b2)
                 if cfg.bias_correction:
-                    p1, p2 = b1 ** k, b2 ** k
+                    p1, p2 = b1**k, b2**k
                     bc1, bc2 = 1 - p1, 1 - p2
                     if bc1 > 0 and bc2 > 0:
                         kappa += (k + 1) * (p1 / bc1 + 0.5 * p2 / bc2)
@@ -148,9 +153,11 @@ def step_bounds(config: AdamWConfig, ref: Sequence[RefPoint],
                 vmax = ref[t].v_max
                 vv = vmax[n] if (cfg.amsgrad and vmax is not None) else ref[t].v[n]
                 vhat = np.maximum(vv, 0.0) / bc2 if bc2 > 0 else np.abs(vv)
-                eps_eff = cfg.eps / math.sqrt(bc2) \
-                    if cfg.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION and bc2 > 0 \
+                eps_eff = (
+                    cfg.eps / math.sqrt(bc2)
+                    if cfg.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION and bc2 > 0
                     else cfg.eps
+                )
                 with np.errstate(all="ignore"):
                     a = lr_b * eta * (mabs[n] / bc1) / (np.sqrt(vhat + cfg.eps_root) + eps_eff)
                     if cfg.nesterov:
@@ -165,8 +172,9 @@ def step_bounds(config: AdamWConfig, ref: Sequence[RefPoint],
                 with np.errstate(all="ignore"):
                     sens = lr_b * eta / (bc1 * (np.sqrt(vhat + cfg.eps_root) + eps_eff))
                 sens = np.where(np.isfinite(sens), sens, 0.0)
-                local = (c * u * (th0 + th1 + a * (1.0 + kappa + carried))
-                         + c * mu * (1.0 + sens * (1.0 + carried)))
+                local = c * u * (th0 + th1 + a * (1.0 + kappa + carried)) + c * mu * (
+                    1.0 + sens * (1.0 + carried)
+                )
             if mode == "free":
                 acc[n] = acc[n] + local
                 bounds[n] = acc[n].copy()

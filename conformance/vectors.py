@@ -77,8 +77,7 @@ class VerifyReport:
         return self.count("fail") == 0
 
     def summary(self) -> str:
-        return (f"{self.count('pass')} passed, {self.count('fail')} failed, "
-                f"{self.count('skip')} skipped")
+        return f"{self.count('pass')} passed, {self.count('fail')} failed, {self.count('skip')} skipped"
 
 
 def _arr(values: Sequence[str]) -> F64:
@@ -89,8 +88,7 @@ def _vecs(d: Mapping[str, Sequence[str]]) -> dict[str, F64]:
     return {k: _arr(v) for k, v in d.items()}
 
 
-def _group_skip(adapter: Adapter, config: AdamWConfig, dtype: str,
-                implementation: str | None) -> str | None:
+def _group_skip(adapter: Adapter, config: AdamWConfig, dtype: str, implementation: str | None) -> str | None:
     if dtype not in adapter.info.dtypes:
         return f"dtype {dtype} not supported (adapter lists {list(adapter.info.dtypes)})"
     try:
@@ -107,9 +105,14 @@ def _test_skip(adapter: Adapter, test: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _moment_bounds(config: AdamWConfig, grads: Sequence[Mapping[str, F64 | None]],
-                   params_seen: Sequence[Mapping[str, F64]], u: float, c: float, mu: float
-                   ) -> list[tuple[dict[str, F64], dict[str, F64]]]:
+def _moment_bounds(
+    config: AdamWConfig,
+    grads: Sequence[Mapping[str, F64 | None]],
+    params_seen: Sequence[Mapping[str, F64]],
+    u: float,
+    c: float,
+    mu: float,
+) -> list[tuple[dict[str, F64], dict[str, F64]]]:
     """Per step: (m bound, v bound) per parameter (see the module docstring)."""
     b1, b2 = config.beta1, config.beta2
     names = list(params_seen[0])
@@ -155,27 +158,38 @@ def _check(what: str, got: F64, want: F64, bound: F64) -> tuple[str | None, floa
         return f"{what}[{i}]: got {got[i]!r}, want {want[i]!r}", math.inf
     with np.errstate(all="ignore"):
         err = np.abs(got - want)
-        ratio = np.where(finite, np.where(bound > 0, err / bound, np.where(err > 0, np.inf, 0.0)),
-                         0.0)
+        ratio = np.where(finite, np.where(bound > 0, err / bound, np.where(err > 0, np.inf, 0.0)), 0.0)
     ratio = np.where(np.isnan(ratio), np.inf, ratio)
     worst = float(ratio.max(initial=0.0))
     if worst > 1.0:
         i = int(np.argmax(ratio))
-        return (f"{what}[{i}]: got {got[i]!r}, want {want[i]!r}, |err|={err[i]:.3g} > "
-                f"bound {bound[i]:.3g}"), worst
+        return (
+            f"{what}[{i}]: got {got[i]!r}, want {want[i]!r}, |err|={err[i]:.3g} > bound {bound[i]:.3g}"
+        ), worst
     return None, worst
 
 
-def run_test(adapter: Adapter, config: AdamWConfig, dtype: str, test: Mapping[str, Any],
-             implementation: str | None = None, device: str = "cpu") -> tuple[str | None, float]:
+def run_test(
+    adapter: Adapter,
+    config: AdamWConfig,
+    dtype: str,
+    test: Mapping[str, Any],
+    implementation: str | None = None,
+    device: str = "cpu",
+) -> tuple[str | None, float]:
     """Run one test through ``adapter``; returns (first problem or None, worst ratio)."""
     params0 = _vecs(test["params"])
     grads: list[dict[str, F64 | None]] = [
         {k: None if v is None else _arr(v) for k, v in step.items()} for step in test["grads"]
     ]
     expected = {e["step"]: e for e in test["expected"]}
-    run = adapter.create(config, {k: v.copy() for k, v in params0.items()},
-                         implementation=implementation, device=device, dtype=dtype)
+    run = adapter.create(
+        config,
+        {k: v.copy() for k, v in params0.items()},
+        implementation=implementation,
+        device=device,
+        dtype=dtype,
+    )
     seen_p: list[dict[str, F64]] = [params0]
     seen_m: list[dict[str, F64]] = [{k: np.zeros_like(v) for k, v in params0.items()}]
     seen_v: list[dict[str, F64]] = [dict(seen_m[0])]
@@ -188,8 +202,11 @@ def run_test(adapter: Adapter, config: AdamWConfig, dtype: str, test: Mapping[st
             st = run.state()
             m = {k: np.asarray(v, np.float64).reshape(-1) for k, v in st.m.items()}
             v_ = {k: np.asarray(v, np.float64).reshape(-1) for k, v in st.v.items()}
-            vm = None if st.v_max is None else {
-                k: np.asarray(v, np.float64).reshape(-1) for k, v in st.v_max.items()}
+            vm = (
+                None
+                if st.v_max is None
+                else {k: np.asarray(v, np.float64).reshape(-1) for k, v in st.v_max.items()}
+            )
             outputs.append((p, m, v_, vm))
             t = len(outputs)
             e = expected.get(t)
@@ -201,17 +218,14 @@ def run_test(adapter: Adapter, config: AdamWConfig, dtype: str, test: Mapping[st
     finally:
         run.close()
     spec = spec_for(dtype, device, "ref_vs_impl")
-    refs = [RefPoint(params=p, m=m, v=v, v_max=vm)
-            for p, m, v, vm in zip(seen_p, seen_m, seen_v, seen_vmax)]
+    refs = [RefPoint(params=p, m=m, v=v, v_max=vm) for p, m, v, vm in zip(seen_p, seen_m, seen_v, seen_vmax)]
     p_bounds = step_bounds(config, refs, grads, spec, "free")
-    mv_bounds = _moment_bounds(config, grads, seen_p, spec.unit_roundoff, spec.c_step,
-                               spec.min_subnormal)
+    mv_bounds = _moment_bounds(config, grads, seen_p, spec.unit_roundoff, spec.c_step, spec.min_subnormal)
     worst = 0.0
     for t, e in sorted(expected.items()):
         p, m, v_, vm = outputs[t - 1]
         mb, vb = mv_bounds[t - 1]
-        checks = [("params", p, e["params"], p_bounds[t - 1]), ("m", m, e["m"], mb),
-                  ("v", v_, e["v"], vb)]
+        checks = [("params", p, e["params"], p_bounds[t - 1]), ("m", m, e["m"], mb), ("v", v_, e["v"], vb)]
         if "vMax" in e:
             if vm is None:
                 return f"step {t}: adapter reports no v_max", math.inf
@@ -220,16 +234,16 @@ def run_test(adapter: Adapter, config: AdamWConfig, dtype: str, test: Mapping[st
             for name, want_hex in want_d.items():
                 if name not in got:
                     return f"step {t} {what}: no values for {name!r}", math.inf
-                problem, ratio = _check(f"step {t} {what}[{name!r}]", got[name],
-                                        _arr(want_hex), bound[name])
+                problem, ratio = _check(f"step {t} {what}[{name!r}]", got[name], _arr(want_hex), bound[name])
                 worst = max(worst, ratio)
                 if problem:
                     return problem, worst
     return None, worst
 
 
-def verify(adapter: Adapter, directory: Path | None = None, implementation: str | None = None,
-           device: str = "cpu") -> VerifyReport:
+def verify(
+    adapter: Adapter, directory: Path | None = None, implementation: str | None = None, device: str = "cpu"
+) -> VerifyReport:
     """Verify ``adapter`` against every vector file in ``directory``."""
     directory = directory or default_vectors_dir()
     report = VerifyReport(adapter=adapter.info.name)
@@ -245,8 +259,9 @@ def verify(adapter: Adapter, directory: Path | None = None, implementation: str 
                     res.reason = reason
                 else:
                     try:
-                        problem, res.worst = run_test(adapter, config, group["dtype"], test,
-                                                      implementation, device)
+                        problem, res.worst = run_test(
+                            adapter, config, group["dtype"], test, implementation, device
+                        )
                     except UnsupportedConfig as exc:
                         res.reason = f"config not expressible: {exc}"
                     except FrameworkUnavailable:
@@ -290,9 +305,11 @@ def vectors_main(argv: Sequence[str]) -> int:
     """``adamw-conformance vectors verify ... | lint ...``."""
     commands = {"verify": cli_main, "lint": lint_main}
     if not argv or argv[0] not in commands:
-        print("usage: adamw-conformance vectors {verify,lint} ...\n"
-              "  verify --adapter NAME   check an implementation against the vectors\n"
-              "  lint [--dir DIR]        check vector files against the JSON Schema")
+        print(
+            "usage: adamw-conformance vectors {verify,lint} ...\n"
+            "  verify --adapter NAME   check an implementation against the vectors\n"
+            "  lint [--dir DIR]        check vector files against the JSON Schema"
+        )
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     return commands[argv[0]](list(argv[1:]))
 
@@ -313,8 +330,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         adapter = load_adapter(args.adapter)
         if isinstance(adapter, type):  # a class with a class-level ``info``: instantiate it
             adapter = adapter()
-        report = verify(adapter, Path(args.dir) if args.dir else None, args.implementation,
-                        args.device)
+        report = verify(adapter, Path(args.dir) if args.dir else None, args.implementation, args.device)
     except FrameworkUnavailable as exc:
         print(f"unavailable: {exc}")
         return 2

@@ -36,18 +36,22 @@ def _emit(fh: IO[str], obj: dict[str, Any]) -> None:
 def add_selection_args(ap: argparse.ArgumentParser) -> None:
     """Case-selection options shared by the worker and ``adamw-conformance run``."""
     ap.add_argument("--scenario", action="append", default=None, help="scenario id (repeatable)")
-    ap.add_argument("--dtype", action="append", default=None,
-                    choices=["float64", "float32", "float16", "bfloat16"])
+    ap.add_argument(
+        "--dtype", action="append", default=None, choices=["float64", "float32", "float16", "bfloat16"]
+    )
     ap.add_argument("--mode", action="append", default=None, choices=["free", "teacher_forced"])
-    ap.add_argument("--seeds", default=None,
-                    help="comma list or range a-b (default 0; --full: 0-4)")
+    ap.add_argument("--seeds", default=None, help="comma list or range a-b (default 0; --full: 0-4)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--implementation", action="append", default=None)
     ap.add_argument("--quick", action="store_true", help="the quick scenario subset")
     ap.add_argument("--full", action="store_true", help="long runs, all seeds, all scenarios")
     ap.add_argument("--no-diagnose", action="store_true", help="skip the knob search")
-    ap.add_argument("--diagnose-budget", type=float, default=None,
-                    help="seconds of knob search per adapter process (default 10; --full: none)")
+    ap.add_argument(
+        "--diagnose-budget",
+        type=float,
+        default=None,
+        help="seconds of knob search per adapter process (default 10; --full: none)",
+    )
 
 
 #: Implementations the default (non ``--full``) run covers, where not all of them.
@@ -92,13 +96,25 @@ def device_info(device: str) -> list[dict[str, Any]]:
         torch = sys.modules.get("torch")
         jax = sys.modules.get("jax")
         if torch is not None and torch.cuda.is_available():
-            devs.append({"kind": "cuda", "model": torch.cuda.get_device_name(0),
-                         "driver": driver, "runtime": f"CUDA {torch.version.cuda} (torch)"})
+            devs.append(
+                {
+                    "kind": "cuda",
+                    "model": torch.cuda.get_device_name(0),
+                    "driver": driver,
+                    "runtime": f"CUDA {torch.version.cuda} (torch)",
+                }
+            )
         elif jax is not None:
             gpus = [d for d in jax.devices() if d.platform == "gpu"]
             if gpus:
-                devs.append({"kind": "cuda", "model": gpus[0].device_kind, "driver": driver,
-                             "runtime": f"jax {jax.__version__}"})
+                devs.append(
+                    {
+                        "kind": "cuda",
+                        "model": gpus[0].device_kind,
+                        "driver": driver,
+                        "runtime": f"jax {jax.__version__}",
+                    }
+                )
     return devs
 
 
@@ -107,7 +123,11 @@ def _nvidia_driver() -> str | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=False)
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     line = out.stdout.strip().splitlines()
@@ -137,17 +157,21 @@ def precision_info() -> dict[str, Any]:
     out: dict[str, Any] = {}
     torch = sys.modules.get("torch")
     if torch is not None:
-        out["tf32"] = {"torch_cuda_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-                       "torch_cudnn": bool(torch.backends.cudnn.allow_tf32)}
+        out["tf32"] = {
+            "torch_cuda_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "torch_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        }
         out["matmul"] = {"torch_float32_matmul_precision": torch.get_float32_matmul_precision()}
     tf = sys.modules.get("tensorflow")
     if tf is not None:
         out.setdefault("tf32", {})["tensorflow"] = bool(
-            tf.config.experimental.tensor_float_32_execution_enabled())
+            tf.config.experimental.tensor_float_32_execution_enabled()
+        )
     jax = sys.modules.get("jax")
     if jax is not None:
         out.setdefault("matmul", {})["jax_default_matmul_precision"] = str(
-            jax.config.jax_default_matmul_precision)
+            jax.config.jax_default_matmul_precision
+        )
         out["jax_enable_x64"] = bool(jax.config.jax_enable_x64)
     return out
 
@@ -179,8 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--adapter", required=True, help="built-in name or package.module:factory")
     ap.add_argument("--name", default=None, help="name used in case ids (default: --adapter)")
     ap.add_argument("--out", required=True, type=Path, help="JSON-lines file to append to")
-    ap.add_argument("--save-traj", type=Path, default=None,
-                    help="directory for per-case trajectories (.npz; for cpu_vs_gpu compare)")
+    ap.add_argument(
+        "--save-traj",
+        type=Path,
+        default=None,
+        help="directory for per-case trajectories (.npz; for cpu_vs_gpu compare)",
+    )
     add_selection_args(ap)
     ns = ap.parse_args(argv)
     np.seterr(all="ignore")
@@ -193,28 +221,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             adapter = load(ns.adapter)
             scenarios = select(ns.scenario, quick=ns.quick, full=ns.full)
-            cases = plan(adapter, name, scenarios, dtypes=ns.dtype,
-                         modes=tuple(ns.mode or ("free", "teacher_forced")),
-                         seeds=parse_seeds(ns.seeds, ns.full), device=ns.device,
-                         implementations=ns.implementation or _default_impls(ns, name),
-                         all_teacher_forced=bool(ns.full or ns.mode or ns.scenario))
+            cases = plan(
+                adapter,
+                name,
+                scenarios,
+                dtypes=ns.dtype,
+                modes=tuple(ns.mode or ("free", "teacher_forced")),
+                seeds=parse_seeds(ns.seeds, ns.full),
+                device=ns.device,
+                implementations=ns.implementation or _default_impls(ns, name),
+                all_teacher_forced=bool(ns.full or ns.mode or ns.scenario),
+            )
             versions = adapter.versions()
         except BaseException as exc:
-            _emit(fh, {"type": "fatal", "adapter": name,
-                       "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}"})
+            _emit(
+                fh,
+                {
+                    "type": "fatal",
+                    "adapter": name,
+                    "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}",
+                },
+            )
             return 2
         info = adapter.info
         disable_reduced_precision()
-        _emit(fh, {"type": "start", "adapter": name, "versions": versions,
-                   "info": {"name": info.name, "framework": info.framework,
-                            "profile": info.profile,
-                            "implementations": list(info.implementations),
-                            "dtypes": list(info.dtypes), "devices": list(info.devices)},
-                   "devices": device_info(ns.device),
-                   "precision": precision_info(),
-                   "plan": [c.id for c in cases]})
-        budget = ns.diagnose_budget if ns.diagnose_budget is not None else (
-            None if ns.full else 10.0)
+        _emit(
+            fh,
+            {
+                "type": "start",
+                "adapter": name,
+                "versions": versions,
+                "info": {
+                    "name": info.name,
+                    "framework": info.framework,
+                    "profile": info.profile,
+                    "implementations": list(info.implementations),
+                    "dtypes": list(info.dtypes),
+                    "devices": list(info.devices),
+                },
+                "devices": device_info(ns.device),
+                "precision": precision_info(),
+                "plan": [c.id for c in cases],
+            },
+        )
+        budget = ns.diagnose_budget if ns.diagnose_budget is not None else (None if ns.full else 10.0)
         ex = Executor(adapter, diagnose=not ns.no_diagnose, diagnose_budget=budget)
         for c in cases:
             case = ex.run(c)

@@ -24,9 +24,14 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("lint-imports")
     if not exe.exists():
         pytest.skip("import-linter is not installed in this environment")
-    return subprocess.run([str(exe), "--no-cache"], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"},
-                          timeout=300)
+    return subprocess.run(
+        [str(exe), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=300,
+    )
 
 
 def test_contracts_are_kept() -> None:
@@ -64,11 +69,18 @@ def _strings(path: Path) -> list[tuple[int, str]]:
     docs: set[int] = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
             docs.add(id(body[0].value))
-    return [(n.lineno, n.value) for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+    ]
 
 
 @pytest.mark.parametrize("layer", sorted(UPPER))
@@ -86,8 +98,11 @@ def test_no_dynamic_import_of_an_upper_layer(layer: str) -> None:
 
 def _functions(path: Path) -> dict[str, int]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return {n.name: (n.end_lineno or n.lineno) - n.lineno + 1 for n in ast.walk(tree)
-            if isinstance(n, ast.FunctionDef)}
+    return {
+        n.name: (n.end_lineno or n.lineno) - n.lineno + 1
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef)
+    }
 
 
 def test_step_reads_as_the_algorithm() -> None:
@@ -97,13 +112,26 @@ def test_step_reads_as_the_algorithm() -> None:
         path = ROOT / "adamw_ref" / name
         long = {f: n for f, n in _functions(path).items() if n > 60}
         assert long == {}, f"{name}: functions over 60 lines: {long}"
-        assert "explain" not in {a.name.split(".")[-1] for node in ast.walk(ast.parse(
-            path.read_text())) if isinstance(node, ast.ImportFrom | ast.Import)
-            for a in node.names} | {getattr(node, "module", "") or "" for node in ast.walk(
-            ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)}
-    phases = ["effective_gradient", "decoupled_decay", "moments", "second_moment",
-              "first_moment_hat", "direction", "apply_update"]
+        assert "explain" not in {
+            a.name.split(".")[-1]
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom | ast.Import)
+            for a in node.names
+        } | {
+            getattr(node, "module", "") or ""
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom)
+        }
+    phases = [
+        "effective_gradient",
+        "decoupled_decay",
+        "moments",
+        "second_moment",
+        "first_moment_hat",
+        "direction",
+        "apply_update",
+    ]
     src = (ROOT / "adamw_ref" / "update.py").read_text()
-    body = src[src.index("def update_parameter("):]
+    body = src[src.index("def update_parameter(") :]
     positions = [body.index(f"{p}(") for p in phases]
     assert positions == sorted(positions), "update_parameter calls the phases out of order"

@@ -37,6 +37,9 @@ class StandardLibraryOnlyContract(Contract):
     def render_broken_contract(self, check: ContractCheck) -> None:
         for item in check.metadata["bad"]:
             lines = ", ".join(f"l.{n}" for n in item["lines"]) or "?"
-            output.print_error(f"{item['importer']} imports {item['imported']} ({lines}), "
-                               "which is not in the standard library", bold=False)
+            output.print_error(
+                f"{item['importer']} imports {item['imported']} ({lines}), "
+                "which is not in the standard library",
+                bold=False,
+            )
             output.new_line()

@@ -33,7 +33,20 @@ from adamw_ref.vectors.generate import (
 from adamw_ref.vectors.lint import default_vectors_dir, lint, lint_file, schema_path
 
 __all__ = [
-    "FILE_PATTERN", "FLOAT_PATTERN", "GENERATOR_NAME", "GENERATOR_VERSION", "NOTES", "SCHEMA_FILE",
-    "build_file", "canonical_json", "decode_float", "default_vectors_dir", "encode_float",
-    "generate", "group_specs", "lint", "lint_file", "schema_path",
+    "FILE_PATTERN",
+    "FLOAT_PATTERN",
+    "GENERATOR_NAME",
+    "GENERATOR_VERSION",
+    "NOTES",
+    "SCHEMA_FILE",
+    "build_file",
+    "canonical_json",
+    "decode_float",
+    "default_vectors_dir",
+    "encode_float",
+    "generate",
+    "group_specs",
+    "lint",
+    "lint_file",
+    "schema_path",
 ]

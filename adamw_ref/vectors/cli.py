@@ -46,13 +46,19 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("generate", help="write the vector files (deterministic)")
     p.add_argument("--out", help="output directory (default: adamw_ref/vectors/data)")
     p.set_defaults(func=_cmd_generate)
-    p = sub.add_parser("lint", help="check structure, ids, counts and canonical formatting (stdlib; "
-                       "'adamw-conformance vectors lint' adds the JSON Schema)")
+    p = sub.add_parser(
+        "lint",
+        help="check structure, ids, counts and canonical formatting (stdlib; "
+        "'adamw-conformance vectors lint' adds the JSON Schema)",
+    )
     p.add_argument("--dir", help="vector directory (default: adamw_ref/vectors/data)")
     p.set_defaults(func=_cmd_lint)
-    sub.add_parser("verify", add_help=False,
-                   help="check an implementation against the vectors (provided by the suite: "
-                   "adamw-conformance vectors verify; see 'adamw-ref vectors verify --help')")
+    sub.add_parser(
+        "verify",
+        add_help=False,
+        help="check an implementation against the vectors (provided by the suite: "
+        "adamw-conformance vectors verify; see 'adamw-ref vectors verify --help')",
+    )
     args = parser.parse_args(args_list)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)

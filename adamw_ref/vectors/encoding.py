@@ -19,10 +19,34 @@ LINE_WIDTH = 120
 #: Keys written first, in this order (then the rest alphabetically), so that a reader meets the
 #: header before the groups and a test's id before its data.
 KEY_ORDER = (
-    "algorithm", "profile", "profileTitle", "specVersion", "schema", "generatorVersion",
-    "numberOfTests", "header", "notes", "type", "dtype", "arithmetic", "generator", "reference",
-    "config", "tcId", "comment", "flags", "step", "paramSteps", "params", "grads", "m", "v",
-    "vMax", "expected", "tests", "testGroups",
+    "algorithm",
+    "profile",
+    "profileTitle",
+    "specVersion",
+    "schema",
+    "generatorVersion",
+    "numberOfTests",
+    "header",
+    "notes",
+    "type",
+    "dtype",
+    "arithmetic",
+    "generator",
+    "reference",
+    "config",
+    "tcId",
+    "comment",
+    "flags",
+    "step",
+    "paramSteps",
+    "params",
+    "grads",
+    "m",
+    "v",
+    "vMax",
+    "expected",
+    "tests",
+    "testGroups",
 )
 _RANK = {k: i for i, k in enumerate(KEY_ORDER)}
 
@@ -50,8 +74,7 @@ def _render(obj: Any, indent: int) -> str:
     pad = " " * (indent + 2)
     if isinstance(obj, dict):
         items = [
-            f"{pad}{json.dumps(k, ensure_ascii=True)}: {_render(obj[k], indent + 2)}"
-            for k in _keys(obj)
+            f"{pad}{json.dumps(k, ensure_ascii=True)}: {_render(obj[k], indent + 2)}" for k in _keys(obj)
         ]
         return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
     return "[\n" + ",\n".join(pad + _render(x, indent + 2) for x in obj) + "\n" + " " * indent + "]"

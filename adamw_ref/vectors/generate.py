@@ -84,8 +84,7 @@ NOTES: dict[str, dict[str, str]] = {
     "NAN_INF": {
         "bugType": "EDGE_CASE",
         "description": "Infinite and NaN gradient elements, propagated by IEEE-754 rules.",
-        "effect": "Detects skipping or sanitising of non-finite gradients, and leaks across "
-        "elements.",
+        "effect": "Detects skipping or sanitising of non-finite gradients, and leaks across elements.",
     },
     "SCHEDULE_COUNT": {
         "bugType": "FUNCTIONALITY",
@@ -100,8 +99,7 @@ NOTES: dict[str, dict[str, str]] = {
     },
     "FLOAT32": {
         "bugType": "ARITHMETIC",
-        "description": "Binary32 arithmetic: every operation rounded to binary32 in the "
-        "reference's order.",
+        "description": "Binary32 arithmetic: every operation rounded to binary32 in the reference's order.",
         "effect": "Shows the rounding of a float32 implementation; compare with a tolerance.",
     },
 }
@@ -150,65 +148,102 @@ def _cases_base(profile: str, dtype: str) -> list[Case]:
     w0 = _gauss(r, 3, 1.0, dtype)
     b0 = _gauss(r, 2, 0.5, dtype)
     cases = [
-        Case(("BASIC",), "random gradients on two parameters",
-             {"w": w0, "b": b0},
-             tuple({"w": _gauss(r, 3, 0.1, dtype), "b": _gauss(r, 2, 0.1, dtype)}
-                   for _ in range(3))),
-        Case(("EPS_DOMINATED",), "gradients around 1e-10, far below eps",
-             {"w": _gauss(r, 2, 1.0, dtype)},
-             tuple({"w": _gauss(r, 2, 1e-10, dtype)} for _ in range(2))),
+        Case(
+            ("BASIC",),
+            "random gradients on two parameters",
+            {"w": w0, "b": b0},
+            tuple({"w": _gauss(r, 3, 0.1, dtype), "b": _gauss(r, 2, 0.1, dtype)} for _ in range(3)),
+        ),
+        Case(
+            ("EPS_DOMINATED",),
+            "gradients around 1e-10, far below eps",
+            {"w": _gauss(r, 2, 1.0, dtype)},
+            tuple({"w": _gauss(r, 2, 1e-10, dtype)} for _ in range(2)),
+        ),
     ]
     if f32:
         tiny = [2.0**-140, -(2.0**-145), 2.0**-149]  # binary32 subnormals
-        cases.append(Case(("SUBNORMAL",), "binary32 subnormal gradients; g*g underflows to 0",
-                          {"w": _gauss(r, 3, 1.0, dtype)},
-                          tuple({"w": [x * (i + 1) for x in tiny]} for i in range(2))))
+        cases.append(
+            Case(
+                ("SUBNORMAL",),
+                "binary32 subnormal gradients; g*g underflows to 0",
+                {"w": _gauss(r, 3, 1.0, dtype)},
+                tuple({"w": [x * (i + 1) for x in tiny]} for i in range(2)),
+            )
+        )
         return cases
     cases += [
-        Case(("ZERO_GRAD",), "one random gradient, then two exact zeros",
-             {"w": _gauss(r, 2, 1.0, dtype)},
-             ({"w": _gauss(r, 2, 0.1, dtype)}, {"w": [0.0, 0.0]}, {"w": [-0.0, 0.0]})),
-        Case(("WD_ONLY",), "all gradients zero: only the decay acts",
-             {"w": _gauss(r, 2, 1.0, dtype)}, tuple({"w": [0.0, 0.0]} for _ in range(2))),
-        Case(("SUBNORMAL",), "binary64 subnormal gradients; g*g underflows to 0",
-             {"w": _gauss(r, 3, 1.0, dtype)},
-             tuple({"w": [1e-310 * (i + 1), -3e-320, 5e-324]} for i in range(2))),
-        Case(("FROZEN_PARAM",), "b has no gradient at step 2",
-             {"w": _gauss(r, 2, 1.0, dtype), "b": _gauss(r, 1, 1.0, dtype)},
-             ({"w": _gauss(r, 2, 0.1, dtype), "b": _gauss(r, 1, 0.1, dtype)},
-              {"w": _gauss(r, 2, 0.1, dtype), "b": None},
-              {"w": _gauss(r, 2, 0.1, dtype), "b": _gauss(r, 1, 0.1, dtype)})),
-        Case(("NAN_INF",), "inf and nan gradient elements at step 2; element 2 stays finite",
-             {"w": _gauss(r, 3, 1.0, dtype)},
-             ({"w": _gauss(r, 3, 0.1, dtype)}, {"w": [math.inf, math.nan, 0.05]},
-              {"w": _gauss(r, 3, 0.1, dtype)})),
+        Case(
+            ("ZERO_GRAD",),
+            "one random gradient, then two exact zeros",
+            {"w": _gauss(r, 2, 1.0, dtype)},
+            ({"w": _gauss(r, 2, 0.1, dtype)}, {"w": [0.0, 0.0]}, {"w": [-0.0, 0.0]}),
+        ),
+        Case(
+            ("WD_ONLY",),
+            "all gradients zero: only the decay acts",
+            {"w": _gauss(r, 2, 1.0, dtype)},
+            tuple({"w": [0.0, 0.0]} for _ in range(2)),
+        ),
+        Case(
+            ("SUBNORMAL",),
+            "binary64 subnormal gradients; g*g underflows to 0",
+            {"w": _gauss(r, 3, 1.0, dtype)},
+            tuple({"w": [1e-310 * (i + 1), -3e-320, 5e-324]} for i in range(2)),
+        ),
+        Case(
+            ("FROZEN_PARAM",),
+            "b has no gradient at step 2",
+            {"w": _gauss(r, 2, 1.0, dtype), "b": _gauss(r, 1, 1.0, dtype)},
+            (
+                {"w": _gauss(r, 2, 0.1, dtype), "b": _gauss(r, 1, 0.1, dtype)},
+                {"w": _gauss(r, 2, 0.1, dtype), "b": None},
+                {"w": _gauss(r, 2, 0.1, dtype), "b": _gauss(r, 1, 0.1, dtype)},
+            ),
+        ),
+        Case(
+            ("NAN_INF",),
+            "inf and nan gradient elements at step 2; element 2 stays finite",
+            {"w": _gauss(r, 3, 1.0, dtype)},
+            (
+                {"w": _gauss(r, 3, 0.1, dtype)},
+                {"w": [math.inf, math.nan, 0.05]},
+                {"w": _gauss(r, 3, 0.1, dtype)},
+            ),
+        ),
     ]
     return cases
 
 
 def _case_amsgrad(profile: str) -> Case:
     r = _rng(profile, "amsgrad")
-    return Case(("AMSGRAD",), "gradients shrinking by 10x per step so v_max > v",
-                {"w": _gauss(r, 3, 1.0, "float64")},
-                tuple({"w": [x * 10.0**-i for x in _gauss(r, 3, 1.0, "float64")]}
-                      for i in range(3)))
+    return Case(
+        ("AMSGRAD",),
+        "gradients shrinking by 10x per step so v_max > v",
+        {"w": _gauss(r, 3, 1.0, "float64")},
+        tuple({"w": [x * 10.0**-i for x in _gauss(r, 3, 1.0, "float64")]} for i in range(3)),
+    )
 
 
-def _case_simple(profile: str, flag: str, comment: str, steps: int, names: Sequence[str] = ("w",)
-                 ) -> Case:
+def _case_simple(profile: str, flag: str, comment: str, steps: int, names: Sequence[str] = ("w",)) -> Case:
     r = _rng(profile, flag)
     params = {n: _gauss(r, 2, 1.0, "float64") for n in names}
     grads: tuple[GradStep, ...] = tuple(
-        {n: _gauss(r, 2, 0.1, "float64") for n in names} for _ in range(steps))
+        {n: _gauss(r, 2, 0.1, "float64") for n in names} for _ in range(steps)
+    )
     return Case((flag,), comment, params, grads)
 
 
 def _case_long(profile: str) -> Case:
     r = _rng(profile, "long")
-    grads: tuple[GradStep, ...] = tuple(
-        {"w": _gauss(r, 1, 0.1, "float64")} for _ in range(200))
-    return Case(("LARGE_STEP_COUNT",), "200 steps on one element; expected every 50 steps",
-                {"w": [1.0]}, grads, every=50)
+    grads: tuple[GradStep, ...] = tuple({"w": _gauss(r, 1, 0.1, "float64")} for _ in range(200))
+    return Case(
+        ("LARGE_STEP_COUNT",),
+        "200 steps on one element; expected every 50 steps",
+        {"w": [1.0]},
+        grads,
+        every=50,
+    )
 
 
 @dataclass(frozen=True)
@@ -240,17 +275,25 @@ def _feature_groups(profile: str, base: AdamWConfig) -> list[GroupSpec]:
     if profile in ("torch", "keras3", "optax", "adam_l2"):
         add(base.replace(amsgrad=True), _case_amsgrad(profile))
     if profile == "torch":
-        add(base.replace(maximize=True),
-            _case_simple(profile, "MAXIMIZE", "maximize=True on random gradients", 3))
+        add(
+            base.replace(maximize=True),
+            _case_simple(profile, "MAXIMIZE", "maximize=True on random gradients", 3),
+        )
     if profile == "optax":
-        add(base.replace(nesterov=True),
-            _case_simple(profile, "NESTEROV", "optax.nadamw form on random gradients", 3))
+        add(
+            base.replace(nesterov=True),
+            _case_simple(profile, "NESTEROV", "optax.nadamw form on random gradients", 3),
+        )
     if profile in ("torch", "keras3", "optax", "paper", "mlx", "tfa"):
-        add(base.replace(lr_schedule=LinearWarmup(warmup_steps=4)),
-            _case_simple(profile, "SCHEDULE_COUNT", "linear warmup over 4 counts from 0", 5))
+        add(
+            base.replace(lr_schedule=LinearWarmup(warmup_steps=4)),
+            _case_simple(profile, "SCHEDULE_COUNT", "linear warmup over 4 counts from 0", 5),
+        )
     if profile in ("torch", "keras3", "optax", "mlx"):
-        add(base.replace(groups=(ParamGroup(names=("b",), weight_decay=0.0),)),
-            _case_simple(profile, "MASKED_DECAY", "b is excluded from decay", 3, ("w", "b")))
+        add(
+            base.replace(groups=(ParamGroup(names=("b",), weight_decay=0.0),)),
+            _case_simple(profile, "MASKED_DECAY", "b is excluded from decay", 3, ("w", "b")),
+        )
     if profile in ("torch", "keras3"):
         add(base, _case_long(profile))
     return out
@@ -292,8 +335,10 @@ def _expected(case: Case, config: AdamWConfig, arith: FloatArithmetic) -> list[d
 
 
 def _grads_json(grads: Sequence[GradStep]) -> list[dict[str, list[str] | None]]:
-    return [{k: None if g is None else [encode_float(float(x)) for x in g]
-             for k, g in step.items()} for step in grads]
+    return [
+        {k: None if g is None else [encode_float(float(x)) for x in g] for k, g in step.items()}
+        for step in grads
+    ]
 
 
 def build_file(profile: str) -> dict[str, Any]:
@@ -310,24 +355,28 @@ def build_file(profile: str) -> dict[str, Any]:
             tc_id += 1
             flags = [*case.flags, *(["FLOAT32"] if spec.dtype == "float32" else [])]
             used.update(flags)
-            tests.append({
-                "tcId": tc_id,
-                "comment": case.comment,
-                "flags": flags,
-                "params": _enc_map(case.params),
-                "grads": _grads_json(case.grads),
-                "expected": _expected(case, spec.config, arith),
-            })
-        groups.append({
-            "type": "AdamWTrajectory",
-            "profile": profile,
-            "dtype": spec.dtype,
-            "arithmetic": "binary64" if spec.dtype == "float64" else "binary32 (exact emulation)",
-            "config": spec.config.to_json(),
-            "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION},
-            "reference": {"name": "adamw-ref", "version": adamw_ref.__version__},
-            "tests": tests,
-        })
+            tests.append(
+                {
+                    "tcId": tc_id,
+                    "comment": case.comment,
+                    "flags": flags,
+                    "params": _enc_map(case.params),
+                    "grads": _grads_json(case.grads),
+                    "expected": _expected(case, spec.config, arith),
+                }
+            )
+        groups.append(
+            {
+                "type": "AdamWTrajectory",
+                "profile": profile,
+                "dtype": spec.dtype,
+                "arithmetic": "binary64" if spec.dtype == "float64" else "binary32 (exact emulation)",
+                "config": spec.config.to_json(),
+                "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION},
+                "reference": {"name": "adamw-ref", "version": adamw_ref.__version__},
+                "tests": tests,
+            }
+        )
     return {
         "algorithm": "AdamW",
         "profile": profile,

@@ -37,8 +37,7 @@ def structural_errors(doc: Any) -> list[str]:
     errs: list[str] = []
     if not isinstance(doc, dict):
         return ["document: must be an object"]
-    for key in ("algorithm", "specVersion", "schema", "numberOfTests", "header", "notes",
-                "testGroups"):
+    for key in ("algorithm", "specVersion", "schema", "numberOfTests", "header", "notes", "testGroups"):
         if key not in doc:
             errs.append(f"document: missing {key!r}")
     for gi, group in enumerate(doc.get("testGroups", [])):

@@ -32,18 +32,17 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 from adamw_ref import AdamWConfig, StepCountScope
-from adapters.torch.common import TORCH_DTYPES, decay_active, import_torch, refuse_unsupported
-from adapters.torch.run import TorchRun
 from adapters.errors import AdapterError, FrameworkUnavailable
 from adapters.protocol import AdapterInfo, Array, Support
+from adapters.torch.common import TORCH_DTYPES, decay_active, import_torch, refuse_unsupported
+from adapters.torch.run import TorchRun
 
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 
 _COMMON_KNOBS: dict[str, dict[str, Support]] = {
     "eps_placement": {"after_bias_correction": N, "before_bias_correction": U},
     "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": U},
-    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U,
-                   "coupled_l2": U},
+    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U, "coupled_l2": U},
     "decay_timing": {"before_step": N, "after_step": U},
     "bias_correction": {"true": N, "false": U},
     "amsgrad_mode": {"raw_v": U, "bias_corrected_v": U},
@@ -53,8 +52,15 @@ _COMMON_KNOBS: dict[str, dict[str, Support]] = {
 }
 
 _COMMON_FEATURES: dict[str, Support] = {
-    "amsgrad": U, "maximize": N, "nesterov": U, "eps_root": U, "lr_schedule": N,
-    "wd_schedule": U, "groups": N, "frozen": N, "save_load": N,
+    "amsgrad": U,
+    "maximize": N,
+    "nesterov": U,
+    "eps_root": U,
+    "lr_schedule": N,
+    "wd_schedule": U,
+    "groups": N,
+    "frozen": N,
+    "save_load": N,
 }
 
 
@@ -173,16 +179,25 @@ class _PytorchOptimizerAdapter:
         sig = inspect.signature(self._cls().__init__).parameters
         beta1, beta2 = sig["betas"].default
         return AdamWConfig(
-            lr=float(sig["lr"].default), beta1=float(beta1), beta2=float(beta2),
-            eps=float(sig["eps"].default), weight_decay=float(sig["weight_decay"].default),
-            maximize=bool(sig["maximize"].default), eps_root=self.FIXED_EPS_ROOT,
+            lr=float(sig["lr"].default),
+            beta1=float(beta1),
+            beta2=float(beta2),
+            eps=float(sig["eps"].default),
+            weight_decay=float(sig["weight_decay"].default),
+            maximize=bool(sig["maximize"].default),
+            eps_root=self.FIXED_EPS_ROOT,
             **self._default_knobs(sig),
         )
 
     def _kwargs(self, config: AdamWConfig) -> dict[str, Any]:
         wd = config.weight_decay * config.wd_schedule(0) if decay_active(config) else 0.0
-        return {"lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.eps,
-                "weight_decay": wd, "maximize": config.maximize}
+        return {
+            "lr": config.lr,
+            "betas": (config.beta1, config.beta2),
+            "eps": config.eps,
+            "weight_decay": wd,
+            "maximize": config.maximize,
+        }
 
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
         refuse_unsupported(self.info, config, self.FIXED_EPS_ROOT)
@@ -208,8 +223,9 @@ class _PytorchOptimizerAdapter:
         kwargs = self.to_native(config, implementation)
         cls = self._cls()
         if not decay_active(config):
-            config = config.replace(weight_decay=0.0, groups=tuple(
-                g.__class__(g.names, g.lr, 0.0) for g in config.groups))
+            config = config.replace(
+                weight_decay=0.0, groups=tuple(g.__class__(g.names, g.lr, 0.0) for g in config.groups)
+            )
 
         def make(groups: list[dict[str, Any]]) -> Any:
             return cls(groups, **kwargs)
@@ -217,11 +233,24 @@ class _PytorchOptimizerAdapter:
         return self.RUN(self.info.name, make, config, params, device=device, dtype=dtype)
 
 
-def _info(name: str, knobs: Mapping[str, Mapping[str, Support]], features: Mapping[str, Support],
-          implementations: tuple[str, ...], notes: str) -> AdapterInfo:
-    return AdapterInfo(name=name, framework="pytorch_optimizer", profile="torch",
-                       implementations=implementations, devices=("cpu", "cuda"),
-                       dtypes=TORCH_DTYPES, knobs=knobs, features=features, notes=notes)
+def _info(
+    name: str,
+    knobs: Mapping[str, Mapping[str, Support]],
+    features: Mapping[str, Support],
+    implementations: tuple[str, ...],
+    notes: str,
+) -> AdapterInfo:
+    return AdapterInfo(
+        name=name,
+        framework="pytorch_optimizer",
+        profile="torch",
+        implementations=implementations,
+        devices=("cpu", "cuda"),
+        dtypes=TORCH_DTYPES,
+        knobs=knobs,
+        features=features,
+        notes=notes,
+    )
 
 
 class StableAdamWAdapter(_PytorchOptimizerAdapter):
@@ -230,11 +259,14 @@ class StableAdamWAdapter(_PytorchOptimizerAdapter):
     CLASS = "StableAdamW"
     RUN = StableAdamWRun
     IMPLEMENTATIONS: ClassVar[dict[str, dict[str, Any]]] = {
-        "forloop": {"foreach": False}, "foreach": {"foreach": True}}
+        "forloop": {"foreach": False},
+        "foreach": {"foreach": True},
+    }
     INFO = _info(
         "po-stableadamw",
         {**_COMMON_KNOBS, "decay_form": {**_COMMON_KNOBS["decay_form"], "coupled_l2": N}},
-        _COMMON_FEATURES, ("forloop", "foreach"),
+        _COMMON_FEATURES,
+        ("forloop", "foreach"),
         "EXTRA MECHANISM: lr_t of each tensor is divided by max(1, RMS(g/sqrt(max(v_hat,eps^2)))) "
         "for update and decay (update clipping); no config expresses it. Debiased betas "
         "(equal to bias correction); per-group step; beta2 default 0.99; kahan_sum for 16-bit.",
@@ -251,14 +283,18 @@ class AdamCAdapter(_PytorchOptimizerAdapter):
     CLASS = "AdamC"
     FIXED_EPS_ROOT = 1e-15
     IMPLEMENTATIONS: ClassVar[dict[str, dict[str, Any]]] = {
-        "forloop": {"foreach": False}, "foreach": {"foreach": True}}
+        "forloop": {"foreach": False},
+        "foreach": {"foreach": True},
+    }
     INFO = _info(
         "po-adamc",
-        {**_COMMON_KNOBS,
-         "eps_placement": {"after_bias_correction": U, "before_bias_correction": N},
-         "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": N},
-         "decay_form": {**_COMMON_KNOBS["decay_form"], "coupled_l2": N},
-         "amsgrad_mode": {"raw_v": N, "bias_corrected_v": U}},
+        {
+            **_COMMON_KNOBS,
+            "eps_placement": {"after_bias_correction": U, "before_bias_correction": N},
+            "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": N},
+            "decay_form": {**_COMMON_KNOBS["decay_form"], "coupled_l2": N},
+            "amsgrad_mode": {"raw_v": N, "bias_corrected_v": U},
+        },
         {**_COMMON_FEATURES, "amsgrad": N},
         ("forloop", "foreach"),
         "denominator (sqrt(v + 1e-15) + eps)/sqrt(1 - beta2^t): eps before bias correction and "
@@ -267,14 +303,20 @@ class AdamCAdapter(_PytorchOptimizerAdapter):
     )
 
     def _default_knobs(self, sig: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
-        return {**super()._default_knobs(sig), "eps_placement": "before_bias_correction",
-                "amsgrad": bool(sig["ams_bound"].default),
-                "decay_scaling": "unscaled" if sig["fixed_decay"].default else "lr"}
+        return {
+            **super()._default_knobs(sig),
+            "eps_placement": "before_bias_correction",
+            "amsgrad": bool(sig["ams_bound"].default),
+            "decay_scaling": "unscaled" if sig["fixed_decay"].default else "lr",
+        }
 
     def _kwargs(self, config: AdamWConfig) -> dict[str, Any]:
-        return {**super()._kwargs(config), "ams_bound": config.amsgrad,
-                "weight_decouple": config.decay_form.value != "coupled_l2",
-                "fixed_decay": config.decay_scaling.value == "unscaled"}
+        return {
+            **super()._kwargs(config),
+            "ams_bound": config.amsgrad,
+            "weight_decouple": config.decay_form.value != "coupled_l2",
+            "fixed_decay": config.decay_scaling.value == "unscaled",
+        }
 
 
 class FlashAdamWAdapter(_PytorchOptimizerAdapter):
@@ -290,7 +332,8 @@ class FlashAdamWAdapter(_PytorchOptimizerAdapter):
     INFO = _info(
         "po-flashadamw",
         {**_COMMON_KNOBS, "decay_scaling": {"lr": N, "schedule_multiplier": N, "unscaled": U}},
-        _COMMON_FEATURES, ("quantized", "forloop", "foreach"),
+        _COMMON_FEATURES,
+        ("quantized", "forloop", "foreach"),
         "EXTRA MECHANISM (implementation 'quantized', the package default): moments stored as "
         "grouped 8-bit codes with fp16 scales. 'forloop'/'foreach': quantize=False (foreach "
         "batches float32 parameters only). decouple_lr=True gives schedule_multiplier scaling. "

@@ -92,8 +92,12 @@ class _KerasAdamW:
         wd *= config.wd_schedule.value
         lr: Any = config.lr
         if not isinstance(config.lr_schedule, Constant) or config.lr_schedule.value != 1.0:
-            lr = {"LearningRateSchedule": "lr * eta(count)", "lr": config.lr,
-                  "schedule": config.lr_schedule, "count": config.schedule_count.value}
+            lr = {
+                "LearningRateSchedule": "lr * eta(count)",
+                "lr": config.lr,
+                "schedule": config.lr_schedule,
+                "count": config.schedule_count.value,
+            }
         return {
             "learning_rate": lr,
             "weight_decay": wd,
@@ -105,8 +109,12 @@ class _KerasAdamW:
 
     def _check_impl(self, implementation: str | None) -> None:
         if implementation not in (None, "default"):
-            raise UnsupportedConfig(self.info.name, "implementation", implementation,
-                                    "keras AdamW has one implementation: 'default'")
+            raise UnsupportedConfig(
+                self.info.name,
+                "implementation",
+                implementation,
+                "keras AdamW has one implementation: 'default'",
+            )
 
     def create(
         self,
@@ -121,8 +129,9 @@ class _KerasAdamW:
 
         native = self.to_native(config, implementation)
         if dtype not in self.info.dtypes:
-            raise UnsupportedConfig(self.info.name, "dtype", dtype,
-                                    f"expected one of {list(self.info.dtypes)}")
+            raise UnsupportedConfig(
+                self.info.name, "dtype", dtype, f"expected one of {list(self.info.dtypes)}"
+            )
         import_keras(self.backend, x64=(dtype == "float64"))
         return KerasRun(self.info.name, self.backend, config, native, params, device, dtype)
 
@@ -146,4 +155,3 @@ class KerasTorch(_KerasAdamW):
 
     backend = "torch"
     info = info_for("torch")
-

@@ -52,9 +52,7 @@ def import_keras(backend: str, *, x64: bool = False) -> Any:
     except ImportError as exc:
         raise FrameworkUnavailable(name, f"keras is not installed: {exc}") from None
     if keras.backend.backend() != backend:
-        raise FrameworkUnavailable(
-            name, f"keras picked backend {keras.backend.backend()!r}, not {backend!r}"
-        )
+        raise FrameworkUnavailable(name, f"keras picked backend {keras.backend.backend()!r}, not {backend!r}")
     _disable_tf32(backend)
     return keras
 

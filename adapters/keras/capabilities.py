@@ -26,8 +26,7 @@ N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 KNOBS: dict[str, dict[str, Support]] = {
     "eps_placement": {"before_bias_correction": N, "after_bias_correction": U},
     "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": U},
-    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U,
-                   "coupled_l2": U},
+    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U, "coupled_l2": U},
     "decay_timing": {"before_step": N, "after_step": U},
     "bias_correction": {"true": N, "false": U},
     "amsgrad_mode": {"raw_v": N, "bias_corrected_v": U},
@@ -57,42 +56,62 @@ def check_config(adapter: str, config: AdamWConfig) -> None:
     """Raise UnsupportedConfig for the first knob or feature Keras cannot express."""
     c = config
     if c.eps_placement is not EpsPlacement.BEFORE_BIAS_CORRECTION:
-        raise _refuse(adapter, "eps_placement", c.eps_placement.value,
-                      "keras adds epsilon to sqrt(v) before bias correction ('epsilon hat')")
+        raise _refuse(
+            adapter,
+            "eps_placement",
+            c.eps_placement.value,
+            "keras adds epsilon to sqrt(v) before bias correction ('epsilon hat')",
+        )
     if c.decay_scaling is not DecayScaling.LR:
-        raise _refuse(adapter, "decay_scaling", c.decay_scaling.value,
-                      "keras multiplies weight_decay by the current learning rate")
+        raise _refuse(
+            adapter,
+            "decay_scaling",
+            c.decay_scaling.value,
+            "keras multiplies weight_decay by the current learning rate",
+        )
     if c.decay_form not in (DecayForm.MULTIPLICATIVE, DecayForm.NONE):
-        raise _refuse(adapter, "decay_form", c.decay_form.value,
-                      "keras decays multiplicatively: theta - theta*wd*lr")
+        raise _refuse(
+            adapter, "decay_form", c.decay_form.value, "keras decays multiplicatively: theta - theta*wd*lr"
+        )
     if c.decay_timing is not DecayTiming.BEFORE_STEP:
-        raise _refuse(adapter, "decay_timing", c.decay_timing.value,
-                      "keras decays before the Adam step")
+        raise _refuse(adapter, "decay_timing", c.decay_timing.value, "keras decays before the Adam step")
     if not c.bias_correction:
         raise _refuse(adapter, "bias_correction", False, "keras always bias-corrects")
     if c.amsgrad and c.amsgrad_mode is not AmsgradMode.RAW_V:
-        raise _refuse(adapter, "amsgrad_mode", c.amsgrad_mode.value,
-                      "keras keeps the running max of the raw v")
+        raise _refuse(
+            adapter, "amsgrad_mode", c.amsgrad_mode.value, "keras keeps the running max of the raw v"
+        )
     if c.step_count_scope is not StepCountScope.GLOBAL:
-        raise _refuse(adapter, "step_count_scope", c.step_count_scope.value,
-                      "keras has one global iterations count")
+        raise _refuse(
+            adapter, "step_count_scope", c.step_count_scope.value, "keras has one global iterations count"
+        )
     if c.bias_correction_offset != 0:
-        raise _refuse(adapter, "bias_correction_offset", c.bias_correction_offset,
-                      "keras uses t = iterations + 1")
+        raise _refuse(
+            adapter, "bias_correction_offset", c.bias_correction_offset, "keras uses t = iterations + 1"
+        )
     if c.nesterov:
         raise _refuse(adapter, "nesterov", True, "keras AdamW has no Nesterov form")
     if c.eps_root != 0.0:
         raise _refuse(adapter, "eps_root", c.eps_root, "keras has no eps inside the sqrt")
     if not isinstance(c.wd_schedule, Constant):
-        raise _refuse(adapter, "wd_schedule", c.wd_schedule.to_json().get("kind", "user"),
-                      "keras weight_decay is a float (only a Constant schedule)")
+        raise _refuse(
+            adapter,
+            "wd_schedule",
+            c.wd_schedule.to_json().get("kind", "user"),
+            "keras weight_decay is a float (only a Constant schedule)",
+        )
     for group in c.groups:
         if group.lr is not None and group.lr != c.lr:
-            raise _refuse(adapter, "groups.lr", group.lr,
-                          "keras AdamW has one learning rate for all variables")
+            raise _refuse(
+                adapter, "groups.lr", group.lr, "keras AdamW has one learning rate for all variables"
+            )
         if group.weight_decay not in (None, 0.0, c.weight_decay):
-            raise _refuse(adapter, "groups.weight_decay", group.weight_decay,
-                          "keras can only exclude variables from decay (weight_decay 0)")
+            raise _refuse(
+                adapter,
+                "groups.weight_decay",
+                group.weight_decay,
+                "keras can only exclude variables from decay (weight_decay 0)",
+            )
 
 
 def decay_mask(config: AdamWConfig, names: list[str]) -> list[str]:
@@ -112,6 +131,8 @@ def info_for(backend: str) -> AdapterInfo:
         features=FEATURES,
         notes="one backend per process (KERAS_BACKEND); float64 runs set keras floatx to float64 "
         "while the optimizer is built so that the learning-rate variable is binary64",
-        skips={"bfloat16": "beta_2=0.999 rounds to 1.0 in bfloat16 (local_step and beta powers "
-               "are cast to the variable dtype): keras makes no Adam update"},
+        skips={
+            "bfloat16": "beta_2=0.999 rounds to 1.0 in bfloat16 (local_step and beta powers "
+            "are cast to the variable dtype): keras makes no Adam update"
+        },
     )

@@ -50,23 +50,28 @@ def run_jobs(backend: str, jobs: list[dict[str, Any]], timeout: float = 600.0) -
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
         [sys.executable, "-m", "adapters.keras.fresh_process", backend],
-        input=json.dumps(jobs), capture_output=True, text=True, env=env, timeout=timeout,
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
         check=False,
     )
     for line in proc.stdout.splitlines():
         if line.startswith(MARKER):
-            out: list[Any] = json.loads(line[len(MARKER):])
+            out: list[Any] = json.loads(line[len(MARKER) :])
             return out
-    raise RuntimeError(
-        f"keras {backend} worker failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
-    )
+    raise RuntimeError(f"keras {backend} worker failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
 def _adapter(backend: str) -> Any:
     from adapters.keras import adapter as keras_adapter
 
-    cls = {"tensorflow": keras_adapter.KerasTensorFlow, "jax": keras_adapter.KerasJax,
-           "torch": keras_adapter.KerasTorch}[backend]
+    cls = {
+        "tensorflow": keras_adapter.KerasTensorFlow,
+        "jax": keras_adapter.KerasJax,
+        "torch": keras_adapter.KerasTorch,
+    }[backend]
     return cls()
 
 
@@ -113,16 +118,22 @@ def _teacher(adapter: Any, job: Mapping[str, Any]) -> dict[str, Any]:
     shapes = {n: p["shape"] for n, p in job["params"].items()}
     params = {n: decode(p["values"], p["shape"]) for n, p in job["params"].items()}
     st = job["state"]
-    state = CanonicalState(step=int(st["step"]),
-                           m={n: decode(v, shapes[n]) for n, v in st["m"].items()},
-                           v={n: decode(v, shapes[n]) for n, v in st["v"].items()}, v_max=None)
-    run = adapter.create(config, {n: np.zeros(s) for n, s in shapes.items()},
-                         dtype=job.get("dtype", "float32"), device=job.get("device", "cpu"))
+    state = CanonicalState(
+        step=int(st["step"]),
+        m={n: decode(v, shapes[n]) for n, v in st["m"].items()},
+        v={n: decode(v, shapes[n]) for n, v in st["v"].items()},
+        v_max=None,
+    )
+    run = adapter.create(
+        config,
+        {n: np.zeros(s) for n, s in shapes.items()},
+        dtype=job.get("dtype", "float32"),
+        device=job.get("device", "cpu"),
+    )
     run.set_state(params, state)
     step_before = run.state().step
     run.step(_grads(job["grads"][0], shapes))
-    return {"step_before": step_before,
-            "params": {n: encode(a) for n, a in run.params().items()}}
+    return {"step_before": step_before, "params": {n: encode(a) for n, a in run.params().items()}}
 
 
 def _job(adapter: Any, job: Mapping[str, Any]) -> Any:
@@ -137,8 +148,7 @@ def _job(adapter: Any, job: Mapping[str, Any]) -> Any:
             return {"config": _adapter(job["backend"]).native_defaults().to_json()}
         raise ValueError(f"unknown job kind {job['kind']!r}")
     except Exception as exc:  # reported to the parent, which asserts on it
-        return {"error": type(exc).__name__, "knob": getattr(exc, "field", None),
-                "message": str(exc)}
+        return {"error": type(exc).__name__, "knob": getattr(exc, "field", None), "message": str(exc)}
 
 
 def main(argv: Sequence[str]) -> int:

@@ -100,9 +100,14 @@ class KerasRun:
         old_floatx = keras.config.floatx()
         with keras.device(self.device):
             self.vars = [
-                keras.Variable(as_float64(params[n], f"params[{n!r}]").astype(
-                    numpy_dtype(dtype) if dtype not in _LOW else np.float32),
-                    dtype=dtype, name=k, trainable=True)
+                keras.Variable(
+                    as_float64(params[n], f"params[{n!r}]").astype(
+                        numpy_dtype(dtype) if dtype not in _LOW else np.float32
+                    ),
+                    dtype=dtype,
+                    name=k,
+                    trainable=True,
+                )
                 for n, k in zip(self.names, knames, strict=True)
             ]
             try:
@@ -142,8 +147,11 @@ class KerasRun:
         arr = np.asarray(value, dtype=np.float64)
         if arr.shape != tuple(var.shape):
             raise InputError(var.name, arr.shape, f"expected shape {tuple(var.shape)}")
-        var.assign(self.keras.ops.cast(arr.astype(np.float32) if self.dtype in _LOW else
-                                       arr.astype(self.dtype), var.dtype))
+        var.assign(
+            self.keras.ops.cast(
+                arr.astype(np.float32) if self.dtype in _LOW else arr.astype(self.dtype), var.dtype
+            )
+        )
 
     # -- protocol ----------------------------------------------------------------------------
     def step(self, grads: Mapping[str, Array | None]) -> None:
@@ -180,14 +188,14 @@ class KerasRun:
         return {n: self._np(v) for n, v in zip(self.names, self.vars, strict=True)}
 
     def state(self) -> CanonicalState:
-        m = {n: self._np(self._slot("_momentums", v)) for n, v in zip(self.names, self.vars,
-                                                                       strict=True)}
-        v_ = {n: self._np(self._slot("_velocities", v)) for n, v in zip(self.names, self.vars,
-                                                                         strict=True)}
+        m = {n: self._np(self._slot("_momentums", v)) for n, v in zip(self.names, self.vars, strict=True)}
+        v_ = {n: self._np(self._slot("_velocities", v)) for n, v in zip(self.names, self.vars, strict=True)}
         vmax = None
         if self.opt.amsgrad:
-            vmax = {n: self._np(self._slot("_velocity_hats", v))
-                    for n, v in zip(self.names, self.vars, strict=True)}
+            vmax = {
+                n: self._np(self._slot("_velocity_hats", v))
+                for n, v in zip(self.names, self.vars, strict=True)
+            }
         return CanonicalState(step=int(self._np(self.opt.iterations)), m=m, v=v_, v_max=vmax)
 
     def save(self, path: Path) -> None:
@@ -199,8 +207,13 @@ class KerasRun:
             names.append(var.name)
         for i, var in enumerate(self.vars):
             arrays[f"param{i:04d}"] = self._native(var)
-        meta = {"format": "adamw-ref/keras", "adapter": self.adapter, "dtype": self.dtype,
-                "optimizer_variables": names, "params": self.names}
+        meta = {
+            "format": "adamw-ref/keras",
+            "adapter": self.adapter,
+            "dtype": self.dtype,
+            "optimizer_variables": names,
+            "params": self.names,
+        }
         save_arrays(path, arrays, meta)
 
     def _native(self, var: Any) -> np.ndarray[Any, Any]:
@@ -216,8 +229,10 @@ class KerasRun:
             raise AdapterError(f"{str(path)!r} is not a keras adapter state file")
         names = [v.name for v in self.opt.variables]
         if meta.get("optimizer_variables") != names or meta.get("params") != self.names:
-            raise AdapterError(f"{str(path)!r}: variables {meta.get('optimizer_variables')} "
-                               f"do not match this optimizer's {names}")
+            raise AdapterError(
+                f"{str(path)!r}: variables {meta.get('optimizer_variables')} "
+                f"do not match this optimizer's {names}"
+            )
         ops = self.keras.ops
         for i, var in enumerate(self.opt.variables):
             var.assign(ops.cast(ops.convert_to_tensor(arrays[f"opt{i:04d}"]), var.dtype))
@@ -226,8 +241,9 @@ class KerasRun:
 
     def set_state(self, params: Mapping[str, Array], state: CanonicalState) -> None:
         if (state.v_max is None) == bool(self.opt.amsgrad):
-            raise InputError("state.v_max", state.v_max is not None,
-                             f"this optimizer has amsgrad={self.opt.amsgrad}")
+            raise InputError(
+                "state.v_max", state.v_max is not None, f"this optimizer has amsgrad={self.opt.amsgrad}"
+            )
         for n, var in zip(self.names, self.vars, strict=True):
             self._assign(var, params[n])
             self._assign(self._slot("_momentums", var), state.m[n])

@@ -47,8 +47,7 @@ N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 KNOBS: dict[str, dict[str, Support]] = {
     "eps_placement": {"after_bias_correction": N, "before_bias_correction": U},
     "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": U},
-    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U,
-                   "coupled_l2": U},
+    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U, "coupled_l2": U},
     "decay_timing": {"before_step": N, "after_step": U},
     "bias_correction": {"false": N, "true": N},
     "amsgrad_mode": {"raw_v": U, "bias_corrected_v": U},
@@ -57,8 +56,15 @@ KNOBS: dict[str, dict[str, Support]] = {
     "bias_correction_offset": {"0": N},
 }
 FEATURES: dict[str, Support] = {
-    "amsgrad": U, "maximize": E, "nesterov": U, "eps_root": U, "lr_schedule": N,
-    "wd_schedule": U, "groups": E, "frozen": N, "save_load": N,
+    "amsgrad": U,
+    "maximize": E,
+    "nesterov": U,
+    "eps_root": U,
+    "lr_schedule": N,
+    "wd_schedule": U,
+    "groups": E,
+    "frozen": N,
+    "save_load": N,
 }
 REQUIRED_FILLED = ("lr",)
 _DT = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16", "float16": "float16"}
@@ -66,6 +72,7 @@ _DT = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16", "floa
 
 def check_config(c: AdamWConfig) -> None:
     """Raise UnsupportedConfig for the first knob or feature MLX AdamW cannot express."""
+
     def no(knob: str, value: object, why: str) -> UnsupportedConfig:
         return UnsupportedConfig(NAME, knob, value, why)
 
@@ -96,9 +103,14 @@ class MLXAdamW:
     """Factory for ``mlx.optimizers.AdamW`` runs (implementation ``default``)."""
 
     info = AdapterInfo(
-        name=NAME, framework="mlx", profile="mlx", implementations=("default",),
-        devices=("cpu",), dtypes=("float32", "float64", "bfloat16", "float16"),
-        knobs=KNOBS, features=FEATURES,
+        name=NAME,
+        framework="mlx",
+        profile="mlx",
+        implementations=("default",),
+        devices=("cpu",),
+        dtypes=("float32", "float64", "bfloat16", "float16"),
+        knobs=KNOBS,
+        features=FEATURES,
         notes="learning_rate has no default (filled from the mlx profile); float64 only on CPU; "
         "mlx keeps lr as float32 and computes b**step in float32",
     )
@@ -120,12 +132,18 @@ class MLXAdamW:
             lr = get_profile("mlx").config.lr
         b1, b2 = p["betas"].default
         return AdamWConfig(
-            lr=float(lr), beta1=float(b1), beta2=float(b2), eps=float(p["eps"].default),
+            lr=float(lr),
+            beta1=float(b1),
+            beta2=float(b2),
+            eps=float(p["eps"].default),
             weight_decay=float(p["weight_decay"].default),
             bias_correction=bool(p["bias_correction"].default),
-            eps_placement=EpsPlacement.AFTER_BIAS_CORRECTION, decay_scaling=DecayScaling.LR,
-            decay_form=DecayForm.MULTIPLICATIVE, decay_timing=DecayTiming.BEFORE_STEP,
-            schedule_count=ScheduleCount.PRE_INCREMENT, step_count_scope=StepCountScope.GLOBAL,
+            eps_placement=EpsPlacement.AFTER_BIAS_CORRECTION,
+            decay_scaling=DecayScaling.LR,
+            decay_form=DecayForm.MULTIPLICATIVE,
+            decay_timing=DecayTiming.BEFORE_STEP,
+            schedule_count=ScheduleCount.PRE_INCREMENT,
+            step_count_scope=StepCountScope.GLOBAL,
         )
 
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
@@ -135,21 +153,36 @@ class MLXAdamW:
         check_config(config)
         sched = not (isinstance(config.lr_schedule, Constant) and config.lr_schedule.value == 1.0)
         scale = config.wd_schedule.value if isinstance(config.wd_schedule, Constant) else 1.0
-        out: dict[str, Any] = {"betas": [config.beta1, config.beta2], "eps": config.eps,
-                               "bias_correction": config.bias_correction, "groups": []}
+        out: dict[str, Any] = {
+            "betas": [config.beta1, config.beta2],
+            "eps": config.eps,
+            "bias_correction": config.bias_correction,
+            "groups": [],
+        }
         groups = [("*", config.lr, config.weight_decay)] + [
-            (list(g.names), config.lr if g.lr is None else g.lr,
-             config.weight_decay if g.weight_decay is None else g.weight_decay)
-            for g in config.groups]
+            (
+                list(g.names),
+                config.lr if g.lr is None else g.lr,
+                config.weight_decay if g.weight_decay is None else g.weight_decay,
+            )
+            for g in config.groups
+        ]
         for names, lr, wd in groups:
             wd = 0.0 if config.decay_form is DecayForm.NONE else wd * scale
-            out["groups"].append({"names": names, "weight_decay": wd,
-                                  "learning_rate": "table[step]" if sched else lr})
+            out["groups"].append(
+                {"names": names, "weight_decay": wd, "learning_rate": "table[step]" if sched else lr}
+            )
         return out
 
-    def create(self, config: AdamWConfig, params: Mapping[str, Array], *,
-               implementation: str | None = None, device: str = "cpu",
-               dtype: str = "float32") -> MLXRun:
+    def create(
+        self,
+        config: AdamWConfig,
+        params: Mapping[str, Array],
+        *,
+        implementation: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> MLXRun:
         native = self.to_native(config, implementation)
         if device != "cpu":
             raise FrameworkUnavailable(NAME, f"device={device!r}: this adapter runs mlx on cpu")
@@ -180,8 +213,9 @@ def _import() -> tuple[Any, Any]:
 class MLXRun:
     """Live MLX AdamW optimizers (one per parameter group) over named ``mx.array`` params."""
 
-    def __init__(self, config: AdamWConfig, native: Mapping[str, Any],
-                 params: Mapping[str, Array], dtype: str) -> None:
+    def __init__(
+        self, config: AdamWConfig, native: Mapping[str, Any], params: Mapping[str, Array], dtype: str
+    ) -> None:
         from adapters.arrays import as_float64
 
         mx, optim = _import()
@@ -198,11 +232,14 @@ class MLXRun:
         scale = config.wd_schedule.value if isinstance(config.wd_schedule, Constant) else 1.0
         for (lr, wd), names in _partition(config, self.names).items():
             lr_arg: Any = lr
-            if not (isinstance(config.lr_schedule, Constant) and config.lr_schedule.value == 1.0
-                    and not shift):
+            if not (
+                isinstance(config.lr_schedule, Constant) and config.lr_schedule.value == 1.0 and not shift
+            ):
                 lr_arg = self._schedule(lr, shift)
             opt = optim.AdamW(
-                learning_rate=lr_arg, betas=list(native["betas"]), eps=float(native["eps"]),
+                learning_rate=lr_arg,
+                betas=list(native["betas"]),
+                eps=float(native["eps"]),
                 weight_decay=0.0 if config.decay_form is DecayForm.NONE else wd * scale,
                 bias_correction=bool(native["bias_correction"]),
             )
@@ -211,8 +248,7 @@ class MLXRun:
 
     def _arr(self, a: np.ndarray[Any, Any]) -> Any:
         # mx.array(float64 ndarray) would round to float32 unless the dtype is given.
-        return self.mx.array(np.asarray(a, dtype=np.float64), dtype=self.mx.float64).astype(
-            self.mx_dtype)
+        return self.mx.array(np.asarray(a, dtype=np.float64), dtype=self.mx.float64).astype(self.mx_dtype)
 
     def _schedule(self, lr: float, shift: int) -> Any:
         """``table[step]`` with ``table[c] = fl(fl(lr) * fl(eta(c + shift)))`` (float32 for
@@ -272,8 +308,9 @@ class MLXRun:
                 m[n] = self._np(opt.state[n]["m"])
                 v[n] = self._np(opt.state[n]["v"])
         step = int(self.opts[0][0].state["step"].item())
-        return CanonicalState(step=step, m={n: m[n] for n in self.names},
-                              v={n: v[n] for n in self.names}, v_max=None)
+        return CanonicalState(
+            step=step, m={n: m[n] for n in self.names}, v={n: v[n] for n in self.names}, v_max=None
+        )
 
     def save(self, path: Path) -> None:
         """Each optimizer's ``state`` (step, learning_rate, per-parameter m and v) + params."""
@@ -288,8 +325,7 @@ class MLXRun:
                     arrays[f"opt{i}.{j}.{key}"] = self._raw(opt.state[n][key])
         for j, n in enumerate(self.names):
             arrays[f"param{j}"] = self._raw(self.p[n])
-        meta = {"format": "adamw-ref/mlx", "groups": [names for _, names in self.opts],
-                "dtype": self.dtype}
+        meta = {"format": "adamw-ref/mlx", "groups": [names for _, names in self.opts], "dtype": self.dtype}
         save_arrays(path, arrays, meta)
 
     def _raw(self, x: Any) -> np.ndarray[Any, Any]:

@@ -118,12 +118,21 @@ class OptaxAdamW:
         mu = _check_impl(implementation, config)
         p = plan(config)
         if p["partition"]:
-            return {"multi_transform": {
-                label: self.to_native(sub, implementation)
-                for label, (sub, _) in partition(config, _group_names(config)).items()}}
+            return {
+                "multi_transform": {
+                    label: self.to_native(sub, implementation)
+                    for label, (sub, _) in partition(config, _group_names(config)).items()
+                }
+            }
         if p["kind"] != "adamw":
-            return {"chain": p, "b1": config.beta1, "b2": config.beta2, "eps": config.eps,
-                    "eps_root": config.eps_root, "weight_decay": config.weight_decay}
+            return {
+                "chain": p,
+                "b1": config.beta1,
+                "b2": config.beta2,
+                "eps": config.eps,
+                "eps_root": config.eps_root,
+                "weight_decay": config.weight_decay,
+            }
         wd = 0.0 if p["decay"] is None else config.weight_decay
         return {
             "learning_rate": "table[count] = lr*eta(count)" if p["lr_schedule"] else config.lr,
@@ -165,16 +174,23 @@ def _group_names(config: AdamWConfig) -> list[str]:
 def _check_impl(implementation: str | None, config: AdamWConfig | None = None) -> str | None:
     """The implementation's ``mu_dtype`` (None: the parameter dtype); refuse unknown names."""
     if implementation is not None and implementation not in IMPL_MODES:
-        raise UnsupportedConfig(NAME, "implementation", implementation,
-                                f"expected one of {list(IMPL_MODES)}")
+        raise UnsupportedConfig(NAME, "implementation", implementation, f"expected one of {list(IMPL_MODES)}")
     mu = IMPL_MODES[implementation or "jit"][1]
     if mu is not None and config is not None:
         c = config
-        if (c.amsgrad or c.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION
-                or not c.bias_correction or c.bias_correction_offset):
-            raise UnsupportedConfig(NAME, "implementation", implementation,
-                                    "mu_dtype only with optax's own scale_by_adam (no amsgrad, "
-                                    "eps after bias correction, standard bias correction)")
+        if (
+            c.amsgrad
+            or c.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION
+            or not c.bias_correction
+            or c.bias_correction_offset
+        ):
+            raise UnsupportedConfig(
+                NAME,
+                "implementation",
+                implementation,
+                "mu_dtype only with optax's own scale_by_adam (no amsgrad, "
+                "eps after bias correction, standard bias correction)",
+            )
     return mu
 
 

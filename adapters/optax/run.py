@@ -25,8 +25,9 @@ from adapters.optax.capabilities import IMPL_MODES, NAME, partition, plan
 from adapters.protocol import Array, CanonicalState
 
 
-def scale_by_adam_variant(b1: float, b2: float, eps: float, eps_root: float, *, eps_hat: bool,
-                          bias_correction: bool, offset: int) -> Any:
+def scale_by_adam_variant(
+    b1: float, b2: float, eps: float, eps_root: float, *, eps_hat: bool, bias_correction: bool, offset: int
+) -> Any:
     r"""``scale_by_adam`` with eps before bias correction, no correction, or ``k = t + offset``.
 
     Same moment updates as Optax (``optax.tree.update_moment``); then, in the reference's order,
@@ -38,9 +39,9 @@ def scale_by_adam_variant(b1: float, b2: float, eps: float, eps_root: float, *, 
     import optax
 
     def init_fn(params: Any) -> Any:
-        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
-                                      mu=optax.tree.zeros_like(params),
-                                      nu=optax.tree.zeros_like(params))
+        return optax.ScaleByAdamState(
+            count=jnp.zeros([], jnp.int32), mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params)
+        )
 
     def update_fn(updates: Any, state: Any, params: Any = None) -> Any:
         del params
@@ -73,8 +74,9 @@ def _table(values: list[float], base: float, dtype: str) -> Any:
     return jnp.asarray(arr)
 
 
-def build_transform(config: AdamWConfig, names: list[str], dtype: str, horizon: int,
-                    mu_dtype: str | None = None) -> Any:
+def build_transform(
+    config: AdamWConfig, names: list[str], dtype: str, horizon: int, mu_dtype: str | None = None
+) -> Any:
     """The GradientTransformation realising ``config`` with schedule tables of ``horizon``.
 
     Groups with their own lr / weight decay: ``optax.multi_transform`` over one transform per
@@ -90,8 +92,12 @@ def build_transform(config: AdamWConfig, names: list[str], dtype: str, horizon: 
         parts = partition(c, names)
         labels = {n: label for label, (_, ns) in parts.items() for n in ns}
         return optax.multi_transform(
-            {label: build_transform(sub, names, dtype, horizon, mu_dtype)
-             for label, (sub, _) in parts.items()}, labels)
+            {
+                label: build_transform(sub, names, dtype, horizon, mu_dtype)
+                for label, (sub, _) in parts.items()
+            },
+            labels,
+        )
     mu: Any = None if mu_dtype is None else getattr(jnp, mu_dtype)
     shift = 1 if c.schedule_count is ScheduleCount.POST_INCREMENT else 0
     etas = [c.lr_schedule(i + shift) for i in range(horizon)]
@@ -106,34 +112,49 @@ def build_transform(config: AdamWConfig, names: list[str], dtype: str, horizon: 
     mask = None if all(mask_map.values()) else mask_map
 
     if p["kind"] == "adamw":
-        return optax.adamw(learning_rate=lr, b1=c.beta1, b2=c.beta2, eps=c.eps,
-                           eps_root=c.eps_root, weight_decay=0.0 if p["decay"] is None else wd,
-                           mask=mask, nesterov=c.nesterov, mu_dtype=mu)
+        return optax.adamw(
+            learning_rate=lr,
+            b1=c.beta1,
+            b2=c.beta2,
+            eps=c.eps,
+            eps_root=c.eps_root,
+            weight_decay=0.0 if p["decay"] is None else wd,
+            mask=mask,
+            nesterov=c.nesterov,
+            mu_dtype=mu,
+        )
     if p["adam"] == "amsgrad":
         adam = optax.scale_by_amsgrad(b1=c.beta1, b2=c.beta2, eps=c.eps, eps_root=c.eps_root)
     elif p["adam"] == "custom":
         adam = scale_by_adam_variant(
-            c.beta1, c.beta2, c.eps, c.eps_root,
+            c.beta1,
+            c.beta2,
+            c.eps,
+            c.eps_root,
             eps_hat=c.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION,
-            bias_correction=c.bias_correction, offset=c.bias_correction_offset)
+            bias_correction=c.bias_correction,
+            offset=c.bias_correction_offset,
+        )
     else:
-        adam = optax.scale_by_adam(b1=c.beta1, b2=c.beta2, eps=c.eps, eps_root=c.eps_root,
-                                   nesterov=c.nesterov, mu_dtype=mu)
+        adam = optax.scale_by_adam(
+            b1=c.beta1, b2=c.beta2, eps=c.eps, eps_root=c.eps_root, nesterov=c.nesterov, mu_dtype=mu
+        )
     decay = p["decay"]
     if decay is None:
         return optax.chain(adam, optax.scale_by_learning_rate(lr))
     if decay == "lr":
-        return optax.chain(adam, optax.add_decayed_weights(wd, mask),
-                           optax.scale_by_learning_rate(lr))
+        return optax.chain(adam, optax.add_decayed_weights(wd, mask), optax.scale_by_learning_rate(lr))
     if decay == "schedule_multiplier":
-        return optax.chain(adam, optax.scale(c.lr), optax.add_decayed_weights(wd, mask),
-                           optax.scale_by_schedule(lambda count: -eta_tab[count]))
+        return optax.chain(
+            adam,
+            optax.scale(c.lr),
+            optax.add_decayed_weights(wd, mask),
+            optax.scale_by_schedule(lambda count: -eta_tab[count]),
+        )
     if decay == "unscaled":
-        return optax.chain(adam, optax.scale_by_learning_rate(lr),
-                           optax.add_decayed_weights(neg_wd, mask))
+        return optax.chain(adam, optax.scale_by_learning_rate(lr), optax.add_decayed_weights(neg_wd, mask))
     # coupled_l2: the decay enters the gradient before the moments.
-    return optax.chain(optax.add_decayed_weights(wd, mask), adam,
-                       optax.scale_by_learning_rate(lr))
+    return optax.chain(optax.add_decayed_weights(wd, mask), adam, optax.scale_by_learning_rate(lr))
 
 
 def _is_adam_state(node: Any) -> bool:
@@ -185,8 +206,9 @@ def _rebuild(tree: Any, fn: Callable[[Any], Any]) -> Any:
 class OptaxRun:
     """A live Optax transformation over a dict of named jnp arrays."""
 
-    def __init__(self, config: AdamWConfig, params: Mapping[str, Array], implementation: str,
-                 device: str, dtype: str) -> None:
+    def __init__(
+        self, config: AdamWConfig, params: Mapping[str, Array], implementation: str, device: str, dtype: str
+    ) -> None:
         if not isinstance(params, Mapping) or not params:
             raise InputError("params", params, "must be a non-empty mapping of name -> array")
         self.config, self.dtype, self.implementation = config, dtype, implementation
@@ -264,8 +286,9 @@ class OptaxRun:
             return {k: self._restore(new[k], old[k], frozen) for k in new}
         if isinstance(new, tuple) and hasattr(new, "_fields"):
             nt: Any = new
-            return nt._replace(**{f: self._restore(getattr(new, f), getattr(old, f), frozen)
-                                   for f in new._fields})
+            return nt._replace(
+                **{f: self._restore(getattr(new, f), getattr(old, f), frozen) for f in new._fields}
+            )
         if isinstance(new, tuple):
             return tuple(self._restore(a, b, frozen) for a, b in zip(new, old, strict=True))
         return new
@@ -294,10 +317,13 @@ class OptaxRun:
 
         leaves, treedef = jax.tree_util.tree_flatten(self.opt_state)
         arrays = {f"leaf{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
-        arrays.update({f"param{i:04d}": np.asarray(self._p[n])
-                       for i, n in enumerate(self.names)})
-        meta = {"format": "adamw-ref/optax", "treedef": str(treedef), "params": self.names,
-                "dtype": self.dtype}
+        arrays.update({f"param{i:04d}": np.asarray(self._p[n]) for i, n in enumerate(self.names)})
+        meta = {
+            "format": "adamw-ref/optax",
+            "treedef": str(treedef),
+            "params": self.names,
+            "dtype": self.dtype,
+        }
         save_arrays(path, arrays, meta)
 
     def load(self, path: Path) -> None:
@@ -312,11 +338,11 @@ class OptaxRun:
         new = [jax.device_put(arrays[f"leaf{i:04d}"], self.device) for i in range(len(leaves))]
         for i, (a, b) in enumerate(zip(new, leaves, strict=True)):
             if a.shape != b.shape or a.dtype != b.dtype:
-                raise AdapterError(f"{str(path)!r}: leaf {i} is {a.dtype}{a.shape}, "
-                                   f"expected {b.dtype}{b.shape}")
+                raise AdapterError(
+                    f"{str(path)!r}: leaf {i} is {a.dtype}{a.shape}, expected {b.dtype}{b.shape}"
+                )
         self.opt_state = jax.tree_util.tree_unflatten(treedef, new)
-        self._p = {n: jax.device_put(arrays[f"param{i:04d}"], self.device)
-                       for i, n in enumerate(self.names)}
+        self._p = {n: jax.device_put(arrays[f"param{i:04d}"], self.device) for i, n in enumerate(self.names)}
         while self._count() + 2 >= self.horizon:
             self._build(2 * self.horizon)
 
@@ -325,19 +351,23 @@ class OptaxRun:
 
         node = _find_adam(self.opt_state)
         if (state.v_max is None) != (getattr(node, "nu_max", None) is None):
-            raise InputError("state.v_max", state.v_max is not None,
-                             "does not match this optimizer's amsgrad setting")
+            raise InputError(
+                "state.v_max", state.v_max is not None, "does not match this optimizer's amsgrad setting"
+            )
         put = {n: self._put(as_float64(params[n], f"params[{n!r}]")) for n in self.names}
 
         def fix(n: Any) -> Any:
             if "count" in n._fields:
                 n = n._replace(count=jnp.asarray(state.step, dtype=n.count.dtype))
             if _is_adam_state(n):
+
                 def put(old: Any, new: Any, k: str) -> Any:
                     return self._put(new[k]).astype(old[k].dtype) if _is_leaf(old[k]) else old[k]
 
-                n = n._replace(mu={k: put(n.mu, state.m, k) for k in self.names},
-                               nu={k: put(n.nu, state.v, k) for k in self.names})
+                n = n._replace(
+                    mu={k: put(n.mu, state.m, k) for k in self.names},
+                    nu={k: put(n.nu, state.v, k) for k in self.names},
+                )
                 if state.v_max is not None:
                     n = n._replace(nu_max={k: put(n.nu_max, state.v_max, k) for k in self.names})
             return n

@@ -30,18 +30,32 @@ _N, _E = Support.NATIVE, Support.EMULATED
 def _all_knobs() -> dict[str, dict[str, Support]]:
     from adamw_ref import knobs as K
 
-    enums: dict[str, Any] = {"eps_placement": K.EpsPlacement, "decay_scaling": K.DecayScaling,
-             "decay_form": K.DecayForm, "decay_timing": K.DecayTiming,
-             "amsgrad_mode": K.AmsgradMode, "schedule_count": K.ScheduleCount,
-             "step_count_scope": K.StepCountScope}
+    enums: dict[str, Any] = {
+        "eps_placement": K.EpsPlacement,
+        "decay_scaling": K.DecayScaling,
+        "decay_form": K.DecayForm,
+        "decay_timing": K.DecayTiming,
+        "amsgrad_mode": K.AmsgradMode,
+        "schedule_count": K.ScheduleCount,
+        "step_count_scope": K.StepCountScope,
+    }
     out: dict[str, dict[str, Support]] = {k: {m.value: _N for m in e} for k, e in enums.items()}
     out["bias_correction"] = {"true": _N, "false": _N}
     out["bias_correction_offset"] = {str(i): _N for i in range(4)}
     return out
 
 
-FEATURES = ("amsgrad", "maximize", "nesterov", "eps_root", "lr_schedule", "wd_schedule",
-            "groups", "frozen", "save_load")
+FEATURES = (
+    "amsgrad",
+    "maximize",
+    "nesterov",
+    "eps_root",
+    "lr_schedule",
+    "wd_schedule",
+    "groups",
+    "frozen",
+    "save_load",
+)
 
 
 class ReferenceRun:
@@ -62,13 +76,15 @@ class ReferenceRun:
 
     def state(self) -> CanonicalState:
         m, v, vm = self._ref.moments()
-        return CanonicalState(step=self._ref.state.step, m=m, v=v, v_max=vm,
-                              param_steps=dict(self._ref.state.param_steps))
+        return CanonicalState(
+            step=self._ref.state.step, m=m, v=v, v_max=vm, param_steps=dict(self._ref.state.param_steps)
+        )
 
     def save(self, path: Path) -> None:
-        data = {"params": {k: [float(x).hex() for x in np.ravel(a)]
-                           for k, a in self.params().items()},
-                "state": adamw_ref.state_to_json(self._ref.state)}
+        data = {
+            "params": {k: [float(x).hex() for x in np.ravel(a)] for k, a in self.params().items()},
+            "state": adamw_ref.state_to_json(self._ref.state),
+        }
         Path(path).write_text(json.dumps(data))
 
     def load(self, path: Path) -> None:
@@ -76,17 +92,19 @@ class ReferenceRun:
         st = adamw_ref.state_from_json(data["state"])
         A = self._ref.arith
         self._ref.state = st
-        self._ref.flat = {k: tuple(A.vec([float.fromhex(x) for x in v]))
-                          for k, v in data["params"].items()}
+        self._ref.flat = {k: tuple(A.vec([float.fromhex(x) for x in v])) for k, v in data["params"].items()}
 
     def set_state(self, params: Mapping[str, Any], state: CanonicalState) -> None:
         r = self._round
         d = self._dtype
-        self._ref.set_state({k: r(v, d) for k, v in params.items()}, state.step,
-                            {k: r(v, d) for k, v in state.m.items()},
-                            {k: r(v, d) for k, v in state.v.items()},
-                            None if state.v_max is None else
-                            {k: r(v, d) for k, v in state.v_max.items()}, state.param_steps)
+        self._ref.set_state(
+            {k: r(v, d) for k, v in params.items()},
+            state.step,
+            {k: r(v, d) for k, v in state.m.items()},
+            {k: r(v, d) for k, v in state.v.items()},
+            None if state.v_max is None else {k: r(v, d) for k, v in state.v_max.items()},
+            state.param_steps,
+        )
 
     def close(self) -> None:
         pass
@@ -95,15 +113,24 @@ class ReferenceRun:
 class ReferenceAdapter:
     """The reference through the protocol. ``config_override`` plants a bug (see module doc)."""
 
-    def __init__(self, config_override: Mapping[str, Any] | None = None, *,
-                 name: str = "reference", profile: str = "torch") -> None:
+    def __init__(
+        self,
+        config_override: Mapping[str, Any] | None = None,
+        *,
+        name: str = "reference",
+        profile: str = "torch",
+    ) -> None:
         self.config_override = dict(config_override or {})
         AdamWConfig().replace(**self.config_override)  # validate early, naming the field
         self.info = AdapterInfo(
-            name=name, framework="adamw_ref", profile=profile,
-            implementations=("emulated",), devices=("cpu",),
+            name=name,
+            framework="adamw_ref",
+            profile=profile,
+            implementations=("emulated",),
+            devices=("cpu",),
             dtypes=("float64", "float32", "float16", "bfloat16"),
-            knobs=_all_knobs(), features=dict.fromkeys(FEATURES, _N),
+            knobs=_all_knobs(),
+            features=dict.fromkeys(FEATURES, _N),
             notes="The specification itself, computing in the requested dtype.",
         )
 
@@ -116,9 +143,15 @@ class ReferenceAdapter:
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
         return config.to_json()
 
-    def create(self, config: AdamWConfig, params: Mapping[str, Any], *,
-               implementation: str | None = None, device: str = "cpu",
-               dtype: str = "float32") -> ReferenceRun:
+    def create(
+        self,
+        config: AdamWConfig,
+        params: Mapping[str, Any],
+        *,
+        implementation: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> ReferenceRun:
         if implementation not in (None, "emulated"):
             raise AdapterError(f"reference: unknown implementation {implementation!r}")
         if device != "cpu":

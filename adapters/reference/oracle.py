@@ -136,8 +136,11 @@ def round_to(x: Any, dtype: str) -> F64:
     if dtype == "bfloat16":
         import ml_dtypes
 
-        return np.asarray(a.astype(np.float32).astype(ml_dtypes.bfloat16), np.float64) \
-            if _bf16_safe(a) else _round_py(a, dtype)
+        return (
+            np.asarray(a.astype(np.float32).astype(ml_dtypes.bfloat16), np.float64)
+            if _bf16_safe(a)
+            else _round_py(a, dtype)
+        )
     return np.asarray(a.astype(dtype), dtype=np.float64)
 
 
@@ -169,8 +172,10 @@ class RefStepper:
         self.flat: dict[str, Any] = {k: tuple(arith.vec(v)) for k, v in flat.items()}
 
     def step(self, grads: Mapping[str, Any]) -> None:
-        g = {k: (None if v is None else tuple(np.asarray(v, np.float64).ravel().tolist()))
-             for k, v in grads.items()}
+        g = {
+            k: (None if v is None else tuple(np.asarray(v, np.float64).ravel().tolist()))
+            for k, v in grads.items()
+        }
         self.flat, self.state = step(self.flat, g, self.state, self.config, self.arith)
 
     def _shape(self, name: str, xs: Sequence[Any]) -> F64:
@@ -186,16 +191,29 @@ class RefStepper:
         vm = None if s.v_max is None else {k: self._shape(k, x) for k, x in s.v_max.items()}
         return m, v, vm
 
-    def set_state(self, params: Mapping[str, Any], step_count: int, m: Mapping[str, Any],
-                  v: Mapping[str, Any], v_max: Mapping[str, Any] | None,
-                  param_steps: Mapping[str, int] | None = None) -> None:
+    def set_state(
+        self,
+        params: Mapping[str, Any],
+        step_count: int,
+        m: Mapping[str, Any],
+        v: Mapping[str, Any],
+        v_max: Mapping[str, Any] | None,
+        param_steps: Mapping[str, int] | None = None,
+    ) -> None:
         A = self.arith
         self.flat = {k: tuple(A.vec(x)) for k, x in _flat(params).items()}
-        ps = dict(param_steps) if param_steps is not None else (
-            dict(self.state.param_steps) if self.state.step == step_count
-            else dict.fromkeys(self.flat, step_count))
+        ps = (
+            dict(param_steps)
+            if param_steps is not None
+            else (
+                dict(self.state.param_steps)
+                if self.state.step == step_count
+                else dict.fromkeys(self.flat, step_count)
+            )
+        )
         self.state = State(
-            step=step_count, param_steps=ps,
+            step=step_count,
+            param_steps=ps,
             m={k: tuple(A.vec(x)) for k, x in _flat(m).items()},
             v={k: tuple(A.vec(x)) for k, x in _flat(v).items()},
             v_max=None if v_max is None else {k: tuple(A.vec(x)) for k, x in _flat(v_max).items()},

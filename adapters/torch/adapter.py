@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from adamw_ref import AdamWConfig, Constant, StepCountScope
-from adapters.torch.common import TORCH_DTYPES, import_torch, refuse_unsupported
-from adapters.torch.run import TorchRun
 from adapters.errors import AdapterError, UnsupportedConfig
 from adapters.protocol import AdapterInfo, Array, Support
+from adapters.torch.common import TORCH_DTYPES, import_torch, refuse_unsupported
+from adapters.torch.run import TorchRun
 
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 
@@ -48,15 +48,15 @@ IMPLEMENTATIONS: dict[str, dict[str, bool]] = {
 }
 #: implementations whose groups get a tensor lr (0-dim float64 on the parameters' device)
 TENSOR_LR: frozenset[str] = frozenset(
-    {"forloop-tensor-lr", "fused-tensor-lr", "capturable", "forloop-capturable"})
+    {"forloop-tensor-lr", "fused-tensor-lr", "capturable", "forloop-capturable"}
+)
 #: torch requires params and state steps on cuda/xpu/hpu/xla for capturable=True
 CUDA_ONLY: frozenset[str] = frozenset({"capturable", "forloop-capturable"})
 
 TORCH_KNOBS: dict[str, dict[str, Support]] = {
     "eps_placement": {"after_bias_correction": N, "before_bias_correction": U},
     "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": U},
-    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U,
-                   "coupled_l2": U},
+    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U, "coupled_l2": U},
     "decay_timing": {"before_step": N, "after_step": U},
     "bias_correction": {"true": N, "false": U},
     "amsgrad_mode": {"raw_v": N, "bias_corrected_v": U},
@@ -66,8 +66,15 @@ TORCH_KNOBS: dict[str, dict[str, Support]] = {
 }
 
 TORCH_FEATURES: dict[str, Support] = {
-    "amsgrad": N, "maximize": N, "nesterov": U, "eps_root": U, "lr_schedule": N,
-    "wd_schedule": U, "groups": N, "frozen": N, "save_load": N,
+    "amsgrad": N,
+    "maximize": N,
+    "nesterov": U,
+    "eps_root": U,
+    "lr_schedule": N,
+    "wd_schedule": U,
+    "groups": N,
+    "frozen": N,
+    "save_load": N,
 }
 
 _NOTES = (
@@ -109,9 +116,13 @@ class _TorchAdamBase:
         sig = inspect.signature(self._cls().__init__).parameters
         beta1, beta2 = sig["betas"].default
         return AdamWConfig(
-            lr=float(sig["lr"].default), beta1=float(beta1), beta2=float(beta2),
-            eps=float(sig["eps"].default), weight_decay=float(sig["weight_decay"].default),
-            amsgrad=bool(sig["amsgrad"].default), maximize=bool(sig["maximize"].default),
+            lr=float(sig["lr"].default),
+            beta1=float(beta1),
+            beta2=float(beta2),
+            eps=float(sig["eps"].default),
+            weight_decay=float(sig["weight_decay"].default),
+            amsgrad=bool(sig["amsgrad"].default),
+            maximize=bool(sig["maximize"].default),
             step_count_scope=StepCountScope.PER_PARAMETER,
         )
 
@@ -126,8 +137,12 @@ class _TorchAdamBase:
         omega = config.wd_schedule(0) if isinstance(config.wd_schedule, Constant) else 1.0
         wd = 0.0 if config.decay_form.value == "none" else config.weight_decay * omega
         kwargs: dict[str, Any] = {
-            "lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.eps,
-            "weight_decay": wd, "amsgrad": config.amsgrad, "maximize": config.maximize,
+            "lr": config.lr,
+            "betas": (config.beta1, config.beta2),
+            "eps": config.eps,
+            "weight_decay": wd,
+            "amsgrad": config.amsgrad,
+            "maximize": config.maximize,
         }
         kwargs.update(self._extra_for(config))
         if implementation is not None:
@@ -152,12 +167,16 @@ class _TorchAdamBase:
         tensor_lr = bool(kwargs.pop("tensor_lr", False))
         if implementation in CUDA_ONLY and not device.startswith("cuda"):
             raise UnsupportedConfig(
-                self.info.name, "implementation", implementation,
-                f"capturable=True needs a CUDA device (torch rejects device {device!r})")
+                self.info.name,
+                "implementation",
+                implementation,
+                f"capturable=True needs a CUDA device (torch rejects device {device!r})",
+            )
         cls = self._cls()
         if config.decay_form.value == "none":
-            config = config.replace(groups=tuple(g.__class__(g.names, g.lr, 0.0)
-                                                 for g in config.groups), weight_decay=0.0)
+            config = config.replace(
+                groups=tuple(g.__class__(g.names, g.lr, 0.0) for g in config.groups), weight_decay=0.0
+            )
 
         def make(groups: list[dict[str, Any]]) -> Any:
             if tensor_lr:
@@ -176,9 +195,15 @@ class TorchAdamW(_TorchAdamBase):
     """``torch.optim.AdamW``."""
 
     INFO = AdapterInfo(
-        name="torch", framework="torch", profile="torch",
-        implementations=tuple(IMPLEMENTATIONS), devices=("cpu", "cuda"), dtypes=TORCH_DTYPES,
-        knobs=TORCH_KNOBS, features=TORCH_FEATURES, notes=_NOTES,
+        name="torch",
+        framework="torch",
+        profile="torch",
+        implementations=tuple(IMPLEMENTATIONS),
+        devices=("cpu", "cuda"),
+        dtypes=TORCH_DTYPES,
+        knobs=TORCH_KNOBS,
+        features=TORCH_FEATURES,
+        notes=_NOTES,
     )
 
 
@@ -192,8 +217,12 @@ class TorchAdamDecoupled(_TorchAdamBase):
     _cls_name = "Adam"
     _extra: ClassVar[dict[str, Any]] = {"decoupled_weight_decay": True}
     INFO = AdapterInfo(
-        name="torch-adam", framework="torch", profile="torch",
-        implementations=tuple(IMPLEMENTATIONS), devices=("cpu", "cuda"), dtypes=TORCH_DTYPES,
+        name="torch-adam",
+        framework="torch",
+        profile="torch",
+        implementations=tuple(IMPLEMENTATIONS),
+        devices=("cpu", "cuda"),
+        dtypes=TORCH_DTYPES,
         knobs={**TORCH_KNOBS, "decay_form": {**TORCH_KNOBS["decay_form"], "coupled_l2": N}},
         features=TORCH_FEATURES,
         notes=_NOTES + " Adam's default weight_decay is 0 (native_defaults has weight_decay=0).",

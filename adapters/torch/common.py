@@ -172,9 +172,7 @@ def relevant_knobs(config: AdamWConfig) -> list[str]:
     """The knobs whose value changes the computation of ``config`` (others are moot)."""
     out = []
     active = decay_active(config)
-    scheduled = not (
-        isinstance(config.lr_schedule, Constant) and isinstance(config.wd_schedule, Constant)
-    )
+    scheduled = not (isinstance(config.lr_schedule, Constant) and isinstance(config.wd_schedule, Constant))
     for name in KNOB_FIELDS:
         if name in ("decay_scaling", "decay_timing") and not active:
             continue
@@ -211,7 +209,11 @@ def refuse_unsupported(info: AdapterInfo, config: AdamWConfig, fixed_eps_root: f
     }
     for feat, (on, fvalue) in used.items():
         if on and info.features.get(feat, Support.UNSUPPORTED) is Support.UNSUPPORTED:
-            why = (f"fixed at {fixed_eps_root!r}" if feat == "eps_root"
-                   else "only a Constant schedule" if feat == "wd_schedule"
-                   else "not available in this framework")
+            why = (
+                f"fixed at {fixed_eps_root!r}"
+                if feat == "eps_root"
+                else "only a Constant schedule"
+                if feat == "wd_schedule"
+                else "not available in this framework"
+            )
             raise UnsupportedConfig(info.name, feat, fvalue, why)

@@ -20,6 +20,8 @@ import numpy as np
 
 from adamw_ref import AdamWConfig, Constant, ScheduleCount
 from adapters.arrays import as_float64, load_arrays, save_arrays
+from adapters.errors import AdapterError
+from adapters.protocol import Array, CanonicalState
 from adapters.torch.common import (
     decode,
     encode,
@@ -29,8 +31,6 @@ from adapters.torch.common import (
     to_float64,
     to_tensor,
 )
-from adapters.errors import AdapterError
-from adapters.protocol import Array, CanonicalState
 
 if TYPE_CHECKING:
     import torch
@@ -94,8 +94,7 @@ class TorchRun:
         st = self.optimizer.state.get(p, {})
         if not st:
             return 0, None, None, None
-        return (int(st["step"].item()), st["exp_avg"], st["exp_avg_sq"],
-                st.get("max_exp_avg_sq"))
+        return (int(st["step"].item()), st["exp_avg"], st["exp_avg_sq"], st.get("max_exp_avg_sq"))
 
     def write_slot(self, p: torch.Tensor, k: int, m: Any, v: Any, vmax: Any) -> None:
         """Overwrite ``p``'s state with the canonical ``(k, m, v, v_max)`` (tensors like ``p``)."""
@@ -106,8 +105,9 @@ class TorchRun:
         # torch.optim.optimizer._get_scalar_dtype: float32 for fused, else the default float dtype
         wide = torch.get_default_dtype() == torch.float64 and not group.get("fused")
         st = self.optimizer.state[p]
-        st["step"] = torch.tensor(float(k), dtype=torch.float64 if wide else torch.float32,
-                                  device=p.device if on_dev else "cpu")
+        st["step"] = torch.tensor(
+            float(k), dtype=torch.float64 if wide else torch.float32, device=p.device if on_dev else "cpu"
+        )
         st["exp_avg"], st["exp_avg_sq"] = m, v
         if group.get("amsgrad"):
             st["max_exp_avg_sq"] = vmax if vmax is not None else torch.zeros_like(p)
@@ -175,8 +175,7 @@ class TorchRun:
                 v = to_tensor(state.v[n], f"state.v[{n!r}]", self.dtype_name, self.device)
                 x = None
                 if state.v_max is not None and n in state.v_max:
-                    x = to_tensor(state.v_max[n], f"state.v_max[{n!r}]", self.dtype_name,
-                                  self.device)
+                    x = to_tensor(state.v_max[n], f"state.v_max[{n!r}]", self.dtype_name, self.device)
                 self.write_slot(t, int(own.get(n, state.step)), m, v, x)
         self.steps = int(state.step)
         self.set_step_count(self.steps)
@@ -222,8 +221,9 @@ class TorchRun:
                 f"({meta['dtype']}); this run is {self.adapter} ({self.dtype_name})"
             )
         if sorted(meta["params"]) != sorted(self.names):
-            raise AdapterError(f"{self.adapter}: saved params {sorted(meta['params'])} "
-                               f"differ from {sorted(self.names)}")
+            raise AdapterError(
+                f"{self.adapter}: saved params {sorted(meta['params'])} differ from {sorted(self.names)}"
+            )
         with torch.no_grad():
             for n, t in self.tensors.items():
                 doc = meta["params"][n]

@@ -30,7 +30,7 @@ import numpy as np
 C_STEP = 4.0
 AMPLIFICATION = 10.0
 REDUCTION = 64
-UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24}
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24}
 
 
 def unit_roundoff(dtype: str) -> float:
@@ -42,35 +42,59 @@ def unit_roundoff(dtype: str) -> float:
 def loss_sensitivity(x: Any, weights: list[dict[str, Any]], layers: tuple[int, ...]) -> float:
     """:math:`S` above, taking each weight norm as the max over the given parameter sets."""
     n_layers = len(layers) - 1
-    norms = [max(float(np.max(np.abs(np.asarray(w[f"W{k + 1}" if n_layers > 1 else "W"])
-                                      .reshape(layers[k], layers[k + 1])).sum(axis=1)))
-                 for w in weights) for k in range(n_layers)]
+    norms = [
+        max(
+            float(
+                np.max(
+                    np.abs(
+                        np.asarray(w[f"W{k + 1}" if n_layers > 1 else "W"]).reshape(layers[k], layers[k + 1])
+                    ).sum(axis=1)
+                )
+            )
+            for w in weights
+        )
+        for k in range(n_layers)
+    ]
     a1 = [float(np.max(np.abs(x).sum(axis=1)))] + [float(width) for width in layers[1:-1]]
     total = 0.0
     for layer in range(n_layers):
-        prod = float(np.prod([1.0, *norms[layer + 1:]]))
+        prod = float(np.prod([1.0, *norms[layer + 1 :]]))
         total += layers[layer + 1] * (a1[layer] + 1.0) * prod
     return 2.0 * total
 
 
-def closed_loop_bound(dtype: str, lr: float, steps: int, sensitivity: float,
-                      u_eff: float | None = None, kind: str = "ref_vs_impl") -> dict[str, Any]:
+def closed_loop_bound(
+    dtype: str,
+    lr: float,
+    steps: int,
+    sensitivity: float,
+    u_eff: float | None = None,
+    kind: str = "ref_vs_impl",
+) -> dict[str, Any]:
     """The bound record (``Bound`` fields plus ``param_abs`` and the loss terms)."""
     u = unit_roundoff(dtype) if u_eff is None else u_eff
     factor = 2.0 if kind == "impl_vs_impl" else 1.0
     per_step = factor * lr * AMPLIFICATION * C_STEP * REDUCTION * u
     return {
-        "kind": kind, "dtype": dtype, "device": "cpu", "c_step": C_STEP * REDUCTION,
-        "unit_roundoff": u, "max_ratio": 0.0, "amplification": AMPLIFICATION,
-        "param_abs": per_step * steps, "param_abs_per_step": per_step,
-        "loss_rel": factor * C_STEP * REDUCTION * u, "loss_sensitivity": sensitivity,
+        "kind": kind,
+        "dtype": dtype,
+        "device": "cpu",
+        "c_step": C_STEP * REDUCTION,
+        "unit_roundoff": u,
+        "max_ratio": 0.0,
+        "amplification": AMPLIFICATION,
+        "param_abs": per_step * steps,
+        "param_abs_per_step": per_step,
+        "loss_rel": factor * C_STEP * REDUCTION * u,
+        "loss_sensitivity": sensitivity,
         "derivation": "B_theta(t) = t*lr*A*c*n*u; |dL_t| <= c*n*u*|L_t| + S*B_theta(t) "
-                      "(docs/conformance/closed_loop.md)",
+        "(docs/conformance/closed_loop.md)",
     }
 
 
 def loss_bounds(bound: dict[str, Any], ref_loss: Any) -> Any:
     """Per-step loss bound :math:`\\gamma|L_t| + S B_\\theta(t)` (array over steps)."""
     t = np.arange(1, len(ref_loss) + 1, dtype=np.float64)
-    return (bound["loss_rel"] * np.abs(np.asarray(ref_loss, dtype=np.float64))
-            + bound["loss_sensitivity"] * bound["param_abs_per_step"] * (t - 1))
+    return bound["loss_rel"] * np.abs(np.asarray(ref_loss, dtype=np.float64)) + bound[
+        "loss_sensitivity"
+    ] * bound["param_abs_per_step"] * (t - 1)

@@ -40,27 +40,43 @@ def _metrics(got: Any, exp: Any, dtype: str) -> dict[str, float]:
         err[~np.isfinite(err)] = np.inf
         rel = err / np.maximum(np.abs(e), np.finfo(np.float64).tiny)
         ulp = err / np.spacing(np.abs(e).astype(dtype)).astype(np.float64)
-    return {"max_abs": _finite(float(err.max())), "max_rel": _finite(float(rel.max())),
-            "max_ulp": _finite(float(ulp.max()))}
+    return {
+        "max_abs": _finite(float(err.max())),
+        "max_rel": _finite(float(rel.max())),
+        "max_ulp": _finite(float(ulp.max())),
+    }
 
 
 def _repro(r: dict[str, Any]) -> str:
-    return (f"python -m conformance.closed_loop.suite --framework {r['framework']} --task {r['task']}"
-            f" --steps {r['steps']} --dtype {r['dtype']} --seed {r['seed']}"
-            f" --out closed_loop-{r['framework']}-{r['task']}-{r['dtype']}.json")
+    return (
+        f"python -m conformance.closed_loop.suite --framework {r['framework']} --task {r['task']}"
+        f" --steps {r['steps']} --dtype {r['dtype']} --seed {r['seed']}"
+        f" --out closed_loop-{r['framework']}-{r['task']}-{r['dtype']}.json"
+    )
 
 
 def _base_case(r: dict[str, Any], scenario: str, profile: str) -> dict[str, Any]:
     run = r.get("run") or {}
     impl = run.get("implementation", r["framework"])
     return {
-        "id": case_id(r["framework"], "native", "cpu", r["dtype"], scenario, "closed_loop",
-                      int(r["seed"])),
-        "adapter": r["framework"], "implementation": impl, "device": "cpu",
-        "dtype": r["dtype"], "scenario": scenario, "mode": "closed_loop", "profile": profile,
-        "seed": int(r["seed"]), "steps": int(r["steps"]), "verdict": "error",
-        "acceptable_flag": None, "metrics": {}, "bound": {}, "first_divergence": None,
-        "diagnosis": None, "error": None, "repro": _repro(r),
+        "id": case_id(r["framework"], "native", "cpu", r["dtype"], scenario, "closed_loop", int(r["seed"])),
+        "adapter": r["framework"],
+        "implementation": impl,
+        "device": "cpu",
+        "dtype": r["dtype"],
+        "scenario": scenario,
+        "mode": "closed_loop",
+        "profile": profile,
+        "seed": int(r["seed"]),
+        "steps": int(r["steps"]),
+        "verdict": "error",
+        "acceptable_flag": None,
+        "metrics": {},
+        "bound": {},
+        "first_divergence": None,
+        "diagnosis": None,
+        "error": None,
+        "repro": _repro(r),
         "series": {"step": [], "err": []},
         "duration_s": float(run.get("duration_s", 0.0)),
     }
@@ -74,8 +90,16 @@ def _sensitivity(r: dict[str, Any], others: list[dict[str, Any]]) -> float:
     return loss_sensitivity(data.x_train, sets, data.layers)
 
 
-def grade(got: dict[str, Any], exp: dict[str, Any], dtype: str, lr: float, steps: int,
-          sens: float, kind: str, u_eff: float | None = None) -> dict[str, Any]:
+def grade(
+    got: dict[str, Any],
+    exp: dict[str, Any],
+    dtype: str,
+    lr: float,
+    steps: int,
+    sens: float,
+    kind: str,
+    u_eff: float | None = None,
+) -> dict[str, Any]:
     """Compare two run summaries; metrics, bound, ratio, per-step ratios, first divergence."""
     bound = closed_loop_bound(dtype, lr, steps, sens, u_eff, kind)
     lg = np.asarray(got["loss"], dtype=np.float64)
@@ -84,35 +108,49 @@ def grade(got: dict[str, Any], exp: dict[str, Any], dtype: str, lr: float, steps
         dl = np.abs(lg - le)
         dl[~np.isfinite(dl)] = np.inf
         lratio = dl / loss_bounds(bound, le)
-    metrics = {name: _metrics(got["final_params"][name], vals, dtype)
-               for name, vals in exp["final_params"].items()}
+    metrics = {
+        name: _metrics(got["final_params"][name], vals, dtype) for name, vals in exp["final_params"].items()
+    }
     metrics["loss"] = _metrics(lg, le, dtype)
     for acc in ("train_acc", "test_acc"):
         d = abs(got[acc] - exp[acc])
-        metrics[acc] = {"max_abs": _finite(d), "max_rel": _finite(d / max(exp[acc], 1e-12)),
-                        "max_ulp": 0.0}
-    pratio = max(m["max_abs"] for n, m in metrics.items()
-                 if n not in ("loss", "train_acc", "test_acc")) / bound["param_abs"]
+        metrics[acc] = {"max_abs": _finite(d), "max_rel": _finite(d / max(exp[acc], 1e-12)), "max_ulp": 0.0}
+    pratio = (
+        max(m["max_abs"] for n, m in metrics.items() if n not in ("loss", "train_acc", "test_acc"))
+        / bound["param_abs"]
+    )
     ratio = max(pratio, float(np.max(lratio)) if lratio.size else 0.0)
     bound["max_ratio"] = _finite(ratio)
     first = None
     over = np.nonzero(lratio > 1.0)[0]
     if over.size:
         t = int(over[0])
-        first = {"step": t + 1, "param": "loss", "index": [], "expected": _finite(le[t]),
-                 "got": _finite(lg[t]), "abs_err": _finite(dl[t]),
-                 "ulp": _finite(float(dl[t] / np.spacing(np.abs(le[t]).astype(dtype))))}
+        first = {
+            "step": t + 1,
+            "param": "loss",
+            "index": [],
+            "expected": _finite(le[t]),
+            "got": _finite(lg[t]),
+            "abs_err": _finite(dl[t]),
+            "ulp": _finite(float(dl[t] / np.spacing(np.abs(le[t]).astype(dtype)))),
+        }
     elif pratio > 1.0:
         name, idx, e, g = _worst_param(got, exp)
-        first = {"step": steps, "param": name, "index": [idx], "expected": e, "got": g,
-                 "abs_err": _finite(abs(g - e)),
-                 "ulp": _finite(abs(g - e) / float(np.spacing(np.abs(np.asarray(e, dtype))))),
-                 }
-    series = {"step": list(range(1, len(lratio) + 1)),
-              "err": [_finite(float(x)) for x in lratio],
-              "loss_abs_diff": [_finite(float(x)) for x in dl]}
-    return {"metrics": metrics, "bound": bound, "ratio": ratio, "first": first,
-            "series": series}
+        first = {
+            "step": steps,
+            "param": name,
+            "index": [idx],
+            "expected": e,
+            "got": g,
+            "abs_err": _finite(abs(g - e)),
+            "ulp": _finite(abs(g - e) / float(np.spacing(np.abs(np.asarray(e, dtype))))),
+        }
+    series = {
+        "step": list(range(1, len(lratio) + 1)),
+        "err": [_finite(float(x)) for x in lratio],
+        "loss_abs_diff": [_finite(float(x)) for x in dl],
+    }
+    return {"metrics": metrics, "bound": bound, "ratio": ratio, "first": first, "series": series}
 
 
 def _worst_param(got: dict[str, Any], exp: dict[str, Any]) -> tuple[str, int, float, float]:
@@ -126,8 +164,7 @@ def _worst_param(got: dict[str, Any], exp: dict[str, Any]) -> tuple[str, int, fl
 
 
 def _fill(case: dict[str, Any], g: dict[str, Any]) -> None:
-    case.update(metrics=g["metrics"], bound=g["bound"], first_divergence=g["first"],
-                series=g["series"])
+    case.update(metrics=g["metrics"], bound=g["bound"], first_divergence=g["first"], series=g["series"])
 
 
 def compare_to_reference(r: dict[str, Any]) -> dict[str, Any]:
@@ -153,22 +190,27 @@ def compare_to_reference(r: dict[str, Any]) -> dict[str, Any]:
     best = _simplest(tried)
     if best is not None and best[1]["ratio"] <= 1.0:
         flags = (["forward_precision"] if l0 > unit_roundoff(dtype) else []) + (
-            [f"hyperparameter_precision({best[0]})"] if best[0] else [])
+            [f"hyperparameter_precision({best[0]})"] if best[0] else []
+        )
         _fill(case, best[1])
         case["bound"]["rounding_ratio"] = g["ratio"]
         case.update(verdict="acceptable", acceptable_flag="+".join(flags))
         case["diagnosis"] = {
-            "explained_by": " + ".join(flags), "kind": None,
+            "explained_by": " + ".join(flags),
+            "kind": None,
             "detail": _explain_detail(r, l0, best[0]),
-            "candidates": [{"name": n or "forward_precision", "score": _finite(t["ratio"])}
-                           for n, t in tried]}
+            "candidates": [
+                {"name": n or "forward_precision", "score": _finite(t["ratio"])} for n, t in tried
+            ],
+        }
         return case
     case["verdict"] = "divergent"
-    case["diagnosis"] = {"explained_by": None, "kind": None,
-                         "detail": f"max err/bound ratio {g['ratio']:.3g}; step-1 loss relative "
-                                   f"error {l0:.2e}.",
-                         "candidates": [{"name": n or "forward_precision",
-                                         "score": _finite(t["ratio"])} for n, t in tried]}
+    case["diagnosis"] = {
+        "explained_by": None,
+        "kind": None,
+        "detail": f"max err/bound ratio {g['ratio']:.3g}; step-1 loss relative error {l0:.2e}.",
+        "candidates": [{"name": n or "forward_precision", "score": _finite(t["ratio"])} for n, t in tried],
+    }
     return case
 
 
@@ -182,13 +224,14 @@ def _simplest(tried: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, A
     return best
 
 
-FP32_CANDIDATES = {"lr": ("lr",), "beta1,beta2": ("beta1", "beta2"),
-                   "lr,beta1,beta2,eps,weight_decay": ("lr", "beta1", "beta2", "eps",
-                                                       "weight_decay")}
+FP32_CANDIDATES = {
+    "lr": ("lr",),
+    "beta1,beta2": ("beta1", "beta2"),
+    "lr,beta1,beta2,eps,weight_decay": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+}
 
 
-def _explanations(r: dict[str, Any], sens: float, u_eff: float
-                  ) -> list[tuple[str, dict[str, Any]]]:
+def _explanations(r: dict[str, Any], sens: float, u_eff: float) -> list[tuple[str, dict[str, Any]]]:
     """Grade the run against explanations that are not AdamW semantics: the framework's
     measured forward precision ``u_eff`` alone (name ``""``), and with hyperparameters rounded
     to binary32 before use (reference re-run with ``fl32(h)``)."""
@@ -199,28 +242,30 @@ def _explanations(r: dict[str, Any], sens: float, u_eff: float
     hyper = r["reference_hyper"]
     out: list[tuple[str, dict[str, Any]]] = []
     if u_eff > unit_roundoff(dtype):
-        out.append(("", grade(run, r["reference"], dtype, hyper["lr"], steps, sens,
-                              "ref_vs_impl", u_eff)))
+        out.append(("", grade(run, r["reference"], dtype, hyper["lr"], steps, sens, "ref_vs_impl", u_eff)))
     if dtype == "float32":
         return out
     data = load_task(r["task"], steps, r["seed"], r.get("batch_size", 64))
     for name, keys in FP32_CANDIDATES.items():
         h32 = {k: (float(np.float32(v)) if k in keys else v) for k, v in hyper.items()}
         ref = run_reference(data, r["profile"], h32, dtype)
-        out.append((name, grade(run, ref, dtype, h32["lr"], steps, sens, "ref_vs_impl",
-                                u_eff)))
+        out.append((name, grade(run, ref, dtype, h32["lr"], steps, sens, "ref_vs_impl", u_eff)))
     return out
 
 
 def _explain_detail(r: dict[str, Any], l0: float, hyper_name: str) -> str:
     parts = []
     if l0 > unit_roundoff(r["dtype"]):
-        parts.append(f"the step-1 loss (identical weights, before any update) already differs "
-                     f"by {l0:.2e} relative (> u={unit_roundoff(r['dtype']):.1e}): the "
-                     f"framework's forward math is less precise than {r['dtype']}")
+        parts.append(
+            f"the step-1 loss (identical weights, before any update) already differs "
+            f"by {l0:.2e} relative (> u={unit_roundoff(r['dtype']):.1e}): the "
+            f"framework's forward math is less precise than {r['dtype']}"
+        )
     if hyper_name:
-        parts.append(f"the run matches the reference with {hyper_name} rounded to float32 "
-                     f"(the framework stores or casts them in binary32)")
+        parts.append(
+            f"the run matches the reference with {hyper_name} rounded to float32 "
+            f"(the framework stores or casts them in binary32)"
+        )
     return "; ".join(parts) + "; within the bound once these are accounted for."
 
 
@@ -243,20 +288,28 @@ def naive_port_case(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     l0 = abs(run["loss"][0] - r["reference"]["loss"][0]) / max(abs(trun["loss"][0]), 1e-300)
     cands = _knob_candidates(r, knobs, sens, max(unit_roundoff(dtype), l0))
     own = compare_to_reference(r)
-    detail = (f"same hyperparameters as torch ({r['hyper']}); the {r['profile']} profile "
-              f"differs from torch in {knobs or 'no knob'}; {r['framework']} vs its own "
-              f"profile's reference: {own['verdict']}")
+    detail = (
+        f"same hyperparameters as torch ({r['hyper']}); the {r['profile']} profile "
+        f"differs from torch in {knobs or 'no knob'}; {r['framework']} vs its own "
+        f"profile's reference: {own['verdict']}"
+    )
     explained = own["verdict"] in ("within_bound", "acceptable")
-    case["diagnosis"] = {"explained_by": f"profile {r['profile']}" if explained else None,
-                         "kind": "profile" if explained else None, "detail": detail,
-                         "candidates": cands}
-    case.update(verdict="acceptable" if explained else "divergent",
-                acceptable_flag="naive_port" if explained else None)
+    case["diagnosis"] = {
+        "explained_by": f"profile {r['profile']}" if explained else None,
+        "kind": "profile" if explained else None,
+        "detail": detail,
+        "candidates": cands,
+    }
+    case.update(
+        verdict="acceptable" if explained else "divergent",
+        acceptable_flag="naive_port" if explained else None,
+    )
     return case
 
 
-def _knob_candidates(r: dict[str, Any], knobs: dict[str, Any], sens: float,
-                     u_eff: float) -> list[dict[str, Any]]:
+def _knob_candidates(
+    r: dict[str, Any], knobs: dict[str, Any], sens: float, u_eff: float
+) -> list[dict[str, Any]]:
     """Score each differing knob: the torch-profile reference with that one knob changed,
     compared with the framework run (max err/bound ratio; lower explains more)."""
     from adamw_ref import get_profile
@@ -271,7 +324,8 @@ def _knob_candidates(r: dict[str, Any], knobs: dict[str, Any], sens: float,
     trials.append((f"profile {r['profile']}", {k: getattr(fw_cfg, k) for k in knobs}))
     for name, override in trials:
         ref = run_reference(data, "torch", r["reference_hyper"], r["dtype"], override)
-        g = grade(r["run"], ref, r["dtype"], r["reference_hyper"]["lr"], r["steps"], sens,
-                  "ref_vs_impl", u_eff)
+        g = grade(
+            r["run"], ref, r["dtype"], r["reference_hyper"]["lr"], r["steps"], sens, "ref_vs_impl", u_eff
+        )
         out.append({"name": name, "score": _finite(g["ratio"])})
     return sorted(out, key=lambda c: c["score"])

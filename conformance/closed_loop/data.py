@@ -89,6 +89,6 @@ def load_task(task: str, steps: int, seed: int = 0, batch_size: int = 64) -> Tas
     slices: list[Any] = []
     while len(slices) < steps:
         perm = rng.permutation(len(train))
-        slices.extend(perm[j * batch_size:(j + 1) * batch_size] for j in range(per_epoch))
+        slices.extend(perm[j * batch_size : (j + 1) * batch_size] for j in range(per_epoch))
     batches = np.stack(slices[:steps]).astype(np.int64)
     return TaskData(task, seed, batch_size, x[train], y[train], x[test], y[test], batches, init)

@@ -32,9 +32,13 @@ def run_torch(data: TaskData, hyper: dict[str, float], dtype: str) -> dict[str, 
     tdt = getattr(torch, dtype)
     started = time.perf_counter()
     params = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in data.init.items()}
-    opt = torch.optim.AdamW(list(params.values()), lr=hyper["lr"],
-                            betas=(hyper["beta1"], hyper["beta2"]), eps=hyper["eps"],
-                            weight_decay=hyper["weight_decay"])
+    opt = torch.optim.AdamW(
+        list(params.values()),
+        lr=hyper["lr"],
+        betas=(hyper["beta1"], hyper["beta2"]),
+        eps=hyper["eps"],
+        weight_decay=hyper["weight_decay"],
+    )
     x = torch.tensor(data.x_train, dtype=tdt)
     y = torch.tensor(data.y_train)
     ws = list(params.values())
@@ -79,11 +83,14 @@ def run_keras(data: TaskData, hyper: dict[str, float], dtype: str) -> dict[str, 
         h = keras.layers.Dense(width, activation=act, dtype=dtype)(h)
     model = keras.Model(inputs, h)
     model.set_weights([np.asarray(v, dtype=dtype) for v in data.init.values()])
-    opt = keras.optimizers.AdamW(learning_rate=hyper["lr"], weight_decay=hyper["weight_decay"],
-                                 beta_1=hyper["beta1"], beta_2=hyper["beta2"],
-                                 epsilon=hyper["eps"])
-    model.compile(optimizer=opt,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    opt = keras.optimizers.AdamW(
+        learning_rate=hyper["lr"],
+        weight_decay=hyper["weight_decay"],
+        beta_1=hyper["beta1"],
+        beta_2=hyper["beta2"],
+        epsilon=hyper["eps"],
+    )
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = data.x_train.astype(dtype)
     losses: list[float] = []
     for idx in data.batches:
@@ -110,8 +117,13 @@ def run_optax(data: TaskData, hyper: dict[str, float], dtype: str) -> dict[str, 
     started = time.perf_counter()
     names = list(data.init)
     params = {k: jnp.asarray(v, dtype=dtype) for k, v in data.init.items()}
-    opt = optax.adamw(learning_rate=hyper["lr"], b1=hyper["beta1"], b2=hyper["beta2"],
-                      eps=hyper["eps"], weight_decay=hyper["weight_decay"])
+    opt = optax.adamw(
+        learning_rate=hyper["lr"],
+        b1=hyper["beta1"],
+        b2=hyper["beta2"],
+        eps=hyper["eps"],
+        weight_decay=hyper["weight_decay"],
+    )
     state = opt.init(params)
 
     def loss_fn(p: dict[str, Any], xb: Any, yb: Any) -> Any:
@@ -153,8 +165,12 @@ def run_mlx(data: TaskData, hyper: dict[str, float], dtype: str) -> dict[str, An
     started = time.perf_counter()
     names = list(data.init)
     params = {k: mx.array(v, dtype=mdt) for k, v in data.init.items()}
-    opt = optim.AdamW(learning_rate=hyper["lr"], betas=[hyper["beta1"], hyper["beta2"]],
-                      eps=hyper["eps"], weight_decay=hyper["weight_decay"])
+    opt = optim.AdamW(
+        learning_rate=hyper["lr"],
+        betas=[hyper["beta1"], hyper["beta2"]],
+        eps=hyper["eps"],
+        weight_decay=hyper["weight_decay"],
+    )
 
     def loss_fn(p: dict[str, Any], xb: Any, yb: Any) -> Any:
         a = xb

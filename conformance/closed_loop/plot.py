@@ -29,16 +29,28 @@ def plot_loss_curves(results: Sequence[dict[str, Any]], path: Path, title: str =
     for r in runs:
         loss = np.asarray(r["run"]["loss"], dtype=np.float64)
         steps = np.arange(1, len(loss) + 1)
-        (line,) = top.plot(steps, loss, lw=1.0,
-                           label=f"{r['framework']} (test acc {r['run']['test_acc']:.3f})")
+        (line,) = top.plot(
+            steps, loss, lw=1.0, label=f"{r['framework']} (test acc {r['run']['test_acc']:.3f})"
+        )
         if torch_run is not None and r["framework"] != "torch":
             d = np.abs(loss - np.asarray(torch_run["loss"]))
-            bottom.plot(steps, np.maximum(d, floor), color=line.get_color(), lw=1.0,
-                        label=f"{r['framework']} vs torch (naive port)")
+            bottom.plot(
+                steps,
+                np.maximum(d, floor),
+                color=line.get_color(),
+                lw=1.0,
+                label=f"{r['framework']} vs torch (naive port)",
+            )
         if r.get("reference"):
             d = np.abs(loss - np.asarray(r["reference"]["loss"]))
-            bottom.plot(steps, np.maximum(d, floor), color=line.get_color(), lw=0.8, ls=":",
-                        label=f"{r['framework']} vs reference[{r['profile']}]")
+            bottom.plot(
+                steps,
+                np.maximum(d, floor),
+                color=line.get_color(),
+                lw=0.8,
+                ls=":",
+                label=f"{r['framework']} vs reference[{r['profile']}]",
+            )
     top.set_ylabel("minibatch loss")
     top.set_title(title or "closed loop: loss per step")
     top.legend(fontsize=7)

@@ -75,11 +75,11 @@ def accuracy(params: dict[str, Any], x: Any, y: Any) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == y))
 
 
-def summarize_run(data: TaskData, losses: list[float], final: dict[str, Any],
-                  started: float) -> dict[str, Any]:
+def summarize_run(
+    data: TaskData, losses: list[float], final: dict[str, Any], started: float
+) -> dict[str, Any]:
     """The per-run record: per-step loss, accuracies, final parameters (flat float64 lists)."""
-    final64 = {k: np.asarray(final[k], dtype=np.float64).reshape(data.init[k].shape)
-               for k in data.init}
+    final64 = {k: np.asarray(final[k], dtype=np.float64).reshape(data.init[k].shape) for k in data.init}
     return {
         "loss": [float(v) for v in losses],
         "train_acc": accuracy(final64, data.x_train, data.y_train),
@@ -90,9 +90,13 @@ def summarize_run(data: TaskData, losses: list[float], final: dict[str, Any],
     }
 
 
-def run_reference(data: TaskData, profile: str, hyper: dict[str, float],
-                  dtype: str = "float64", overrides: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+def run_reference(
+    data: TaskData,
+    profile: str,
+    hyper: dict[str, float],
+    dtype: str = "float64",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train with NumPy gradients and :func:`adamw_ref.step` (profile ``profile`` + ``hyper``).
 
     ``overrides`` replaces config fields after ``hyper`` (used by the diagnosis to try one knob).
@@ -111,8 +115,9 @@ def run_reference(data: TaskData, profile: str, hyper: dict[str, float],
     for idx in data.batches:
         loss, grads = loss_and_grads(params, x[idx], y[idx])
         losses.append(loss)
-        flat, state = step(flat, {k: g.ravel().tolist() for k, g in grads.items()}, state, cfg,
-                           arith)
-        params = {k: np.asarray([arith.to_float(e) for e in flat[k]], dtype=np_dt)
-                  .reshape(data.init[k].shape) for k in flat}
+        flat, state = step(flat, {k: g.ravel().tolist() for k, g in grads.items()}, state, cfg, arith)
+        params = {
+            k: np.asarray([arith.to_float(e) for e in flat[k]], dtype=np_dt).reshape(data.init[k].shape)
+            for k in flat
+        }
     return summarize_run(data, losses, params, started)

@@ -34,10 +34,15 @@ from conformance.closed_loop.compare import compare_to_reference, naive_port_cas
 
 FRAMEWORKS = ("torch", "keras-tensorflow", "keras-jax", "keras-torch", "optax", "mlx")
 TASKS = ("logreg", "mlp")
-HYPER: dict[str, float] = {"lr": 1e-3, "weight_decay": 1e-2, "eps": 1e-8, "beta1": 0.9,
-                           "beta2": 0.999}
-PROFILE_FOR = {"torch": "torch", "keras-tensorflow": "keras3", "keras-jax": "keras3",
-               "keras-torch": "keras3", "optax": "optax", "mlx": "mlx"}
+HYPER: dict[str, float] = {"lr": 1e-3, "weight_decay": 1e-2, "eps": 1e-8, "beta1": 0.9, "beta2": 0.999}
+PROFILE_FOR = {
+    "torch": "torch",
+    "keras-tensorflow": "keras3",
+    "keras-jax": "keras3",
+    "keras-torch": "keras3",
+    "optax": "optax",
+    "mlx": "mlx",
+}
 RUN_SCHEMA = "adamw-conformance/closed-loop-run"
 
 
@@ -45,13 +50,16 @@ def _set_keras_backend(framework: str) -> None:
     backend = framework.split("-", 1)[1]
     current = os.environ.get("KERAS_BACKEND")
     if "keras" in sys.modules and current not in (None, backend):
-        raise RuntimeError(f"framework={framework!r}: keras is already imported with backend "
-                           f"{current!r}; run each Keras backend in its own process")
+        raise RuntimeError(
+            f"framework={framework!r}: keras is already imported with backend "
+            f"{current!r}; run each Keras backend in its own process"
+        )
     os.environ["KERAS_BACKEND"] = backend
 
 
-def run_closed_loop(framework: str, task: str, steps: int = 200, dtype: str = "float64",
-                    seed: int = 0, batch_size: int = 64) -> dict[str, Any]:
+def run_closed_loop(
+    framework: str, task: str, steps: int = 200, dtype: str = "float64", seed: int = 0, batch_size: int = 64
+) -> dict[str, Any]:
     """Train ``task`` in ``framework`` and in the reference (matching profile); the run record.
 
     ``framework`` is one of :data:`FRAMEWORKS` (``keras-<backend>`` sets ``KERAS_BACKEND``,
@@ -67,10 +75,21 @@ def run_closed_loop(framework: str, task: str, steps: int = 200, dtype: str = "f
     profile = PROFILE_FOR[framework]
     ref_hyper, note = dict(HYPER), ""
     record: dict[str, Any] = {
-        "schema": RUN_SCHEMA, "framework": framework, "profile": profile, "task": task,
-        "steps": steps, "dtype": dtype, "seed": seed, "batch_size": batch_size,
-        "hyper": dict(HYPER), "reference_hyper": ref_hyper, "note": note,
-        "run": None, "reference": None, "error": None, "skipped": None,
+        "schema": RUN_SCHEMA,
+        "framework": framework,
+        "profile": profile,
+        "task": task,
+        "steps": steps,
+        "dtype": dtype,
+        "seed": seed,
+        "batch_size": batch_size,
+        "hyper": dict(HYPER),
+        "reference_hyper": ref_hyper,
+        "note": note,
+        "run": None,
+        "reference": None,
+        "error": None,
+        "skipped": None,
     }
     key = "keras" if framework.startswith("keras-") else framework
     try:
@@ -85,47 +104,89 @@ def run_closed_loop(framework: str, task: str, steps: int = 200, dtype: str = "f
     return record
 
 
-def run_in_subprocess(framework: str, task: str, steps: int = 200, dtype: str = "float64",
-                      seed: int = 0, timeout: float = 300.0) -> dict[str, Any]:
+def run_in_subprocess(
+    framework: str, task: str, steps: int = 200, dtype: str = "float64", seed: int = 0, timeout: float = 300.0
+) -> dict[str, Any]:
     """:func:`run_closed_loop` in a fresh ``python -m conformance.closed_loop.suite`` process."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
-        cmd = [sys.executable, "-m", "conformance.closed_loop.suite", "--framework", framework,
-               "--task", task, "--steps", str(steps), "--dtype", dtype, "--seed", str(seed),
-               "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "conformance.closed_loop.suite",
+            "--framework",
+            framework,
+            "--task",
+            task,
+            "--steps",
+            str(steps),
+            "--dtype",
+            dtype,
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         env.pop("KERAS_BACKEND", None)
         started = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  cwd=Path(__file__).resolve().parents[2])
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                cwd=Path(__file__).resolve().parents[2],
+            )
         except subprocess.TimeoutExpired:
-            return _failed(framework, task, steps, dtype, seed,
-                           f"timed out after {timeout:.0f} s: {' '.join(cmd)}")
+            return _failed(
+                framework, task, steps, dtype, seed, f"timed out after {timeout:.0f} s: {' '.join(cmd)}"
+            )
         if proc.returncode != 0 or not out.exists():
             tail = (proc.stderr or proc.stdout)[-2000:]
-            return _failed(framework, task, steps, dtype, seed,
-                           f"exit {proc.returncode} after {time.perf_counter() - started:.1f}"
-                           f" s: {tail}")
+            return _failed(
+                framework,
+                task,
+                steps,
+                dtype,
+                seed,
+                f"exit {proc.returncode} after {time.perf_counter() - started:.1f} s: {tail}",
+            )
         result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
         return result
 
 
-def _failed(framework: str, task: str, steps: int, dtype: str, seed: int,
-            error: str) -> dict[str, Any]:
-    return {"schema": RUN_SCHEMA, "framework": framework, "profile": PROFILE_FOR[framework],
-            "task": task, "steps": steps, "dtype": dtype, "seed": seed, "batch_size": 64,
-            "hyper": dict(HYPER), "reference_hyper": dict(HYPER), "note": "", "run": None,
-            "reference": None, "error": error, "skipped": None}
+def _failed(framework: str, task: str, steps: int, dtype: str, seed: int, error: str) -> dict[str, Any]:
+    return {
+        "schema": RUN_SCHEMA,
+        "framework": framework,
+        "profile": PROFILE_FOR[framework],
+        "task": task,
+        "steps": steps,
+        "dtype": dtype,
+        "seed": seed,
+        "batch_size": 64,
+        "hyper": dict(HYPER),
+        "reference_hyper": dict(HYPER),
+        "note": "",
+        "run": None,
+        "reference": None,
+        "error": error,
+        "skipped": None,
+    }
 
 
 def closed_loop_cases(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Report cases (mode ``closed_loop``) for run records from :func:`run_closed_loop`."""
     cases = [compare_to_reference(r) for r in results]
-    torch_runs = {(r["task"], r["dtype"], r["steps"], r["seed"]): r for r in results
-                  if r["framework"] == "torch" and r.get("run")}
+    torch_runs = {
+        (r["task"], r["dtype"], r["steps"], r["seed"]): r
+        for r in results
+        if r["framework"] == "torch" and r.get("run")
+    }
     for r in results:
         base = torch_runs.get((r["task"], r["dtype"], r["steps"], r["seed"]))
         if r["framework"] != "torch" and base is not None and r.get("run"):
@@ -133,17 +194,23 @@ def closed_loop_cases(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     return cases
 
 
-def closed_loop_suite(frameworks: Sequence[str] = FRAMEWORKS, tasks: Sequence[str] = TASKS,
-                      steps: int = 200, dtype: str = "float64", seed: int = 0
-                      ) -> list[dict[str, Any]]:
+def closed_loop_suite(
+    frameworks: Sequence[str] = FRAMEWORKS,
+    tasks: Sequence[str] = TASKS,
+    steps: int = 200,
+    dtype: str = "float64",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Run every (framework, task) in its own process and return the report cases."""
     results = [run_in_subprocess(f, t, steps, dtype, seed) for t in tasks for f in frameworks]
     return closed_loop_cases(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m conformance.closed_loop.suite",
-                                description="Closed-loop training run: framework vs reference.")
+    p = argparse.ArgumentParser(
+        prog="python -m conformance.closed_loop.suite",
+        description="Closed-loop training run: framework vs reference.",
+    )
     p.add_argument("--framework", required=True, choices=FRAMEWORKS)
     p.add_argument("--task", default="logreg", choices=TASKS)
     p.add_argument("--steps", type=int, default=200)

@@ -57,40 +57,57 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
     fw = ", ".join(f"{k} {v}" for k, v in sorted((env.get("frameworks") or {}).items()))
     lines.append(f"| frameworks | {_cell(fw)} |")
     for d in env.get("devices") or []:
-        lines.append(f"| device ({d.get('kind')}) | {_cell(d.get('model'))}; driver "
-                     f"{d.get('driver') or '–'}; runtime {d.get('runtime') or '–'} |")
+        lines.append(
+            f"| device ({d.get('kind')}) | {_cell(d.get('model'))}; driver "
+            f"{d.get('driver') or '–'}; runtime {d.get('runtime') or '–'} |"
+        )
     lines.append(f"| precision | {_cell(env.get('precision'))} |")
     lines.append(f"| seeds | {env.get('seeds')} |")
     lines.append("")
 
     counts: dict[tuple[str, str, str, str], Counter[str]] = {}
     for c in cases:
-        key = (c.get("adapter", ""), c.get("implementation", ""), c.get("device", ""),
-               c.get("dtype", ""))
+        key = (c.get("adapter", ""), c.get("implementation", ""), c.get("device", ""), c.get("dtype", ""))
         counts.setdefault(key, Counter())[c.get("verdict", "")] += 1
-    lines += ["## Verdicts", "",
-              "| adapter | implementation | device | dtype | " + " | ".join(VERDICT_ORDER) + " |",
-              "|---|---|---|---|" + "---:|" * len(VERDICT_ORDER)]
+    lines += [
+        "## Verdicts",
+        "",
+        "| adapter | implementation | device | dtype | " + " | ".join(VERDICT_ORDER) + " |",
+        "|---|---|---|---|" + "---:|" * len(VERDICT_ORDER),
+    ]
     for key in sorted(counts):
         cnt = counts[key]
-        lines.append("| " + " | ".join(_cell(k) for k in key) + " | "
-                     + " | ".join(str(cnt.get(v, 0) or "") for v in VERDICT_ORDER) + " |")
+        lines.append(
+            "| "
+            + " | ".join(_cell(k) for k in key)
+            + " | "
+            + " | ".join(str(cnt.get(v, 0) or "") for v in VERDICT_ORDER)
+            + " |"
+        )
     lines.append("")
 
-    bad = sorted((c for c in cases if c.get("verdict") in ("divergent", "error")),
-                 key=lambda c: (c.get("adapter", ""), c.get("implementation", ""),
-                                c.get("dtype", ""), c.get("scenario", ""), c.get("mode", ""),
-                                c.get("id", "")))
+    bad = sorted(
+        (c for c in cases if c.get("verdict") in ("divergent", "error")),
+        key=lambda c: (
+            c.get("adapter", ""),
+            c.get("implementation", ""),
+            c.get("dtype", ""),
+            c.get("scenario", ""),
+            c.get("mode", ""),
+            c.get("id", ""),
+        ),
+    )
     lines += ["## Findings (divergent and error cases)", ""]
     if not bad:
         lines += ["None.", ""]
         return "\n".join(lines)
-    lines += ["| case | verdict | first divergence | max rel. err | × bound | diagnosis | repro |",
-              "|---|---|---|---:|---:|---|---|"]
+    lines += [
+        "| case | verdict | first divergence | max rel. err | × bound | diagnosis | repro |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
     for c in bad:
         fd = c.get("first_divergence") or {}
-        where = (f"step {fd.get('step')}, {fd.get('param')}{list(fd.get('index') or [])}"
-                 if fd else "–")
+        where = f"step {fd.get('step')}, {fd.get('param')}{list(fd.get('index') or [])}" if fd else "–"
         diag = c.get("diagnosis") or {}
         why = diag.get("detail") or (c.get("error") or "")[:300]
         if c.get("expected"):
@@ -98,6 +115,7 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
         lines.append(
             f"| `{_cell(c.get('id'))}` | {c.get('verdict')} | {_cell(where)} | "
             f"{_fmt(_max_metric(c, 'max_rel'))} | {_fmt(_bound_ratio(c))} | {_cell(why)} | "
-            f"`{_cell(c.get('repro', ''))}` |")
+            f"`{_cell(c.get('repro', ''))}` |"
+        )
     lines.append("")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Any
 
 from conformance.report.text import COLORS, VERDICTS, cases_of, number, text
 
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "scenario"
 
@@ -32,8 +33,9 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     for scenario, cases in sorted(by_scenario.items()):
         # One colour per adapter/implementation/dtype, solid = free-running, dotted =
         # teacher-forced; the legend lists each colour once and grows the figure, not the axes.
-        keys = sorted({(text(c.get("adapter")), text(c.get("implementation")), text(c.get("dtype")))
-                       for c in cases})
+        keys = sorted(
+            {(text(c.get("adapter")), text(c.get("implementation")), text(c.get("dtype"))) for c in cases}
+        )
         palette = [plt.get_cmap(name)(i) for name in ("tab20", "tab20b") for i in range(20)]
         colour = {k: palette[i % len(palette)] for i, k in enumerate(keys)}
         ncol = 1 if len(keys) <= 16 else 2
@@ -57,14 +59,22 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
                 labelled.add(key)
                 label = f"{key[0]} {key[1][:24]} {key[2]}"
             ls = ":" if c.get("mode") == "teacher_forced" else "-"
-            (line,) = ax.plot([s for s, _ in pairs], ys, label=label, lw=1.1, ls=ls,
-                              color=colour[key], marker=".", ms=2.5)
-            bad_steps += [(s, line.get_color()) for s, e in pairs
-                          if e is None or not math.isfinite(e) or e >= 1e300]
+            (line,) = ax.plot(
+                [s for s, _ in pairs], ys, label=label, lw=1.1, ls=ls, color=colour[key], marker=".", ms=2.5
+            )
+            bad_steps += [
+                (s, line.get_color()) for s, e in pairs if e is None or not math.isfinite(e) or e >= 1e300
+            ]
             plotted += 1
         if bad_steps:  # NaN/inf errors: marked at the top instead of silently dropped
-            ax.scatter([s for s, _ in bad_steps], [top * 3.0] * len(bad_steps), marker="x",
-                       c=[col for _, col in bad_steps], label="non-finite error", zorder=3)
+            ax.scatter(
+                [s for s, _ in bad_steps],
+                [top * 3.0] * len(bad_steps),
+                marker="x",
+                c=[col for _, col in bad_steps],
+                label="non-finite error",
+                zorder=3,
+            )
         if plotted:
             ax.set_yscale("log")
             ax.axhline(1.0, color="black", lw=0.9, ls="--", label="bound (ratio 1)")
@@ -72,8 +82,9 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
             ax.plot([], [], color="grey", ls=":", label="teacher-forced")
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol)
         else:
-            ax.text(0.5, 0.5, "no finite positive error series", ha="center", va="center",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, "no finite positive error series", ha="center", va="center", transform=ax.transAxes
+            )
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -103,26 +114,43 @@ def _verdict_grid(report: Mapping[str, Any], path: Path, plt: Any) -> Path:
         cells[(text(c.get("adapter")), text(c.get("scenario")))].append(text(c.get("verdict"), "?"))
     rows = sorted({a for a, _ in cells})
     cols = sorted({s for _, s in cells})
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(cols) + 2.5),
-                                    max(2.0, 0.45 * len(rows) + 1.5)), dpi=110)
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.9 * len(cols) + 2.5), max(2.0, 0.45 * len(rows) + 1.5)), dpi=110
+    )
     if rows and cols:
-        grid = [[VERDICTS.index(_worst(cells[(r, s)])) if (r, s) in cells
-                 and _worst(cells[(r, s)]) in VERDICTS else float("nan") for s in cols]
-                for r in rows]
+        grid = [
+            [
+                VERDICTS.index(_worst(cells[(r, s)]))
+                if (r, s) in cells and _worst(cells[(r, s)]) in VERDICTS
+                else float("nan")
+                for s in cols
+            ]
+            for r in rows
+        ]
         cmap = ListedColormap([COLORS[v] for v in VERDICTS]).with_extremes(bad="white")
         import numpy as np
 
-        ax.imshow(np.ma.masked_invalid(np.asarray(grid, dtype=float)), cmap=cmap, vmin=-0.5,
-                  vmax=len(VERDICTS) - 0.5, aspect="auto")
+        ax.imshow(
+            np.ma.masked_invalid(np.asarray(grid, dtype=float)),
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=len(VERDICTS) - 0.5,
+            aspect="auto",
+        )
         ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right", fontsize=8)
         ax.set_yticks(range(len(rows)), rows, fontsize=8)
         for i, r in enumerate(rows):
             for j, s in enumerate(cols):
                 if (r, s) in cells:
-                    ax.text(j, i, str(len(cells[(r, s)])), ha="center", va="center",
-                            color="white", fontsize=7)
-        ax.legend(handles=[Patch(color=COLORS[v], label=v) for v in VERDICTS], fontsize=7,
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0))
+                    ax.text(
+                        j, i, str(len(cells[(r, s)])), ha="center", va="center", color="white", fontsize=7
+                    )
+        ax.legend(
+            handles=[Patch(color=COLORS[v], label=v) for v in VERDICTS],
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
     else:
         ax.text(0.5, 0.5, "no cases", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()

@@ -129,8 +129,9 @@ class Report(TypedDict):
     cases: list[Case]
 
 
-def case_id(adapter: str, implementation: str, device: str, dtype: str, scenario: str,
-            mode: str, seed: int) -> str:
+def case_id(
+    adapter: str, implementation: str, device: str, dtype: str, scenario: str, mode: str, seed: int
+) -> str:
     """Stable, test-id-like identifier of a case."""
     return f"{adapter}[{implementation}]-{device}-{dtype}-{scenario}-{mode}-s{seed}"
 
@@ -140,8 +141,7 @@ def empty_series() -> Series:
 
 
 def new_report(envelope: Envelope) -> Report:
-    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "envelope": envelope,
-            "cases": []}
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "envelope": envelope, "cases": []}
 
 
 def write_atomic(path: Path, report: Report | dict[str, Any]) -> None:
@@ -180,8 +180,9 @@ def load(path: Path) -> Report:
         raise ValueError(f"{p}: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
     major = str(data.get("schema_version", "")).split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
-        raise ValueError(f"{p}: schema_version {data.get('schema_version')!r} is not "
-                         f"compatible with {SCHEMA_VERSION!r}")
+        raise ValueError(
+            f"{p}: schema_version {data.get('schema_version')!r} is not compatible with {SCHEMA_VERSION!r}"
+        )
     return data  # type: ignore[no-any-return]
 
 

@@ -7,9 +7,14 @@ from typing import Any
 
 from conformance.report.text import cases_of, diagnosis, first_divergence, fmt, max_ulp, summary_lines, text
 
-RICH = {"exact": "bold green", "within_bound": "green", "acceptable": "yellow",
-        "divergent": "bold red", "error": "magenta", "skipped": "dim"}
-
+RICH = {
+    "exact": "bold green",
+    "within_bound": "green",
+    "acceptable": "yellow",
+    "divergent": "bold red",
+    "error": "magenta",
+    "skipped": "dim",
+}
 
 
 def render_terminal(report: Mapping[str, Any], console: Any = None) -> None:
@@ -20,16 +25,31 @@ def render_terminal(report: Mapping[str, Any], console: Any = None) -> None:
 
     con = console if console is not None else Console()
     table = Table(title="adamw-ref conformance", show_lines=False)
-    for col in ("adapter", "impl", "device", "dtype", "scenario", "mode", "verdict",
-                "max ulp", "first divergence", "diagnosis"):
+    for col in (
+        "adapter",
+        "impl",
+        "device",
+        "dtype",
+        "scenario",
+        "mode",
+        "verdict",
+        "max ulp",
+        "first divergence",
+        "diagnosis",
+    ):
         table.add_column(col, overflow="fold")
     for c in cases_of(report):
         v = text(c.get("verdict"), "unknown")
-        cells = [text(c.get("adapter")), text(c.get("implementation")), text(c.get("device")),
-                 text(c.get("dtype")), text(c.get("scenario")), text(c.get("mode"))]
+        cells = [
+            text(c.get("adapter")),
+            text(c.get("implementation")),
+            text(c.get("device")),
+            text(c.get("dtype")),
+            text(c.get("scenario")),
+            text(c.get("mode")),
+        ]
         tail = [fmt(max_ulp(c)), first_divergence(c), diagnosis(c)]
-        table.add_row(*[Text(x) for x in cells], Text(v, style=RICH.get(v, "")),
-                      *[Text(x) for x in tail])
+        table.add_row(*[Text(x) for x in cells], Text(v, style=RICH.get(v, "")), *[Text(x) for x in tail])
     con.print(table)
     if not cases_of(report):
         con.print("no cases")

@@ -12,8 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 VERDICTS = ("exact", "within_bound", "acceptable", "divergent", "error", "skipped")
-COLORS = {"exact": "#1a7f37", "within_bound": "#2da44e", "acceptable": "#bf8700",
-          "divergent": "#cf222e", "error": "#8250df", "skipped": "#6e7781"}
+COLORS = {
+    "exact": "#1a7f37",
+    "within_bound": "#2da44e",
+    "acceptable": "#bf8700",
+    "divergent": "#cf222e",
+    "error": "#8250df",
+    "skipped": "#6e7781",
+}
 
 
 def cases_of(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -63,8 +69,10 @@ def first_divergence(case: Mapping[str, Any]) -> str:
         return "-"
     idx = fd.get("index")
     where = f"{text(fd.get('param'), '?')}{list(idx) if idx else ''}"
-    return (f"step {text(fd.get('step'), '?')} {where}: got {fmt(fd.get('got'), 10)} "
-            f"expected {fmt(fd.get('expected'), 10)} (abs err {fmt(fd.get('abs_err'))})")
+    return (
+        f"step {text(fd.get('step'), '?')} {where}: got {fmt(fd.get('got'), 10)} "
+        f"expected {fmt(fd.get('expected'), 10)} (abs err {fmt(fd.get('abs_err'))})"
+    )
 
 
 def diagnosis(case: Mapping[str, Any]) -> str:

@@ -55,9 +55,14 @@ class TinyRun:
         return CanonicalState(self.st.step, self._shaped(self.st.m), self._shaped(self.st.v), vmax)
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps({"params": {n: [x.hex() for x in v]
-                                                     for n, v in self.flat.items()},
-                                          "state": adamw_ref.state_to_json(self.st)}))
+        Path(path).write_text(
+            json.dumps(
+                {
+                    "params": {n: [x.hex() for x in v] for n, v in self.flat.items()},
+                    "state": adamw_ref.state_to_json(self.st),
+                }
+            )
+        )
 
     def load(self, path: Path) -> None:
         doc = json.loads(Path(path).read_text())
@@ -78,8 +83,13 @@ class TinyAdapter:
         native = get_profile("torch").config.knobs()
         knobs = {k: {json.dumps(v).strip('"'): Support.NATIVE} for k, v in native.items()}
         self.info = AdapterInfo(
-            name="tiny", framework="adamw_ref", profile="torch", implementations=("python",),
-            devices=("cpu",), dtypes=("float64",), knobs=knobs,
+            name="tiny",
+            framework="adamw_ref",
+            profile="torch",
+            implementations=("python",),
+            devices=("cpu",),
+            dtypes=("float64",),
+            knobs=knobs,
             features={"frozen": Support.NATIVE, "save_load": Support.NATIVE},
         )
 
@@ -94,12 +104,22 @@ class TinyAdapter:
             value = json.dumps(config.knobs()[knob]).strip('"')
             if value not in allowed:
                 raise UnsupportedConfig(self.info.name, knob, value)
-        return {"lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.eps,
-                "weight_decay": config.weight_decay}
+        return {
+            "lr": config.lr,
+            "betas": (config.beta1, config.beta2),
+            "eps": config.eps,
+            "weight_decay": config.weight_decay,
+        }
 
-    def create(self, config: AdamWConfig, params: Mapping[str, Any], *,
-               implementation: str | None = None, device: str = "cpu",
-               dtype: str = "float64") -> TinyRun:
+    def create(
+        self,
+        config: AdamWConfig,
+        params: Mapping[str, Any],
+        *,
+        implementation: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+    ) -> TinyRun:
         self.to_native(config, implementation)
         if device != "cpu" or dtype != "float64":
             raise AdapterError(f"tiny: only cpu/float64, got {device}/{dtype}")
@@ -147,31 +167,35 @@ def test_instance_spec_loads_too() -> None:
 
 def test_entry_point_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A distribution on sys.path declaring ``[adamw_ref.adapters] tiny-ep = ...`` is found."""
-    (tmp_path / "tiny_plugin_pkg.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "tiny_plugin_pkg.py").write_text(
+        textwrap.dedent(f"""
         from {HERE} import TinyAdapter
         def make():
             return TinyAdapter()
-    """))
+    """)
+    )
     dist = tmp_path / "tiny_plugin_pkg-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin-pkg\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[adamw_ref.adapters]\ntiny-ep = tiny_plugin_pkg:make\n")
+    (dist / "entry_points.txt").write_text("[adamw_ref.adapters]\ntiny-ep = tiny_plugin_pkg:make\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert available_adapters()["tiny-ep"] == "tiny_plugin_pkg:make"
     assert load_adapter("tiny-ep").info.name == "tiny"
     sys.modules.pop("tiny_plugin_pkg", None)
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("no_such_module_xyz:Factory", "cannot import 'no_such_module_xyz'"),
-    (f"{HERE}:NoSuchFactory", "has no 'NoSuchFactory'"),
-    (f"{HERE}:_not_an_adapter", "is not an Adapter"),
-    ("math:pi", "is not an Adapter"),
-    ("module_only:", "expected 'package.module:factory'"),
-    (":factory_only", "expected 'package.module:factory'"),
-    ("no-such-adapter-name", "unknown adapter 'no-such-adapter-name'"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module_xyz:Factory", "cannot import 'no_such_module_xyz'"),
+        (f"{HERE}:NoSuchFactory", "has no 'NoSuchFactory'"),
+        (f"{HERE}:_not_an_adapter", "is not an Adapter"),
+        ("math:pi", "is not an Adapter"),
+        ("module_only:", "expected 'package.module:factory'"),
+        (":factory_only", "expected 'package.module:factory'"),
+        ("no-such-adapter-name", "unknown adapter 'no-such-adapter-name'"),
+    ],
+)
 def test_bad_specs_give_clear_errors(spec: str, message: str) -> None:
     with pytest.raises(AdapterError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_adapter(spec)

@@ -42,8 +42,9 @@ U64, U32 = 2.0**-53, 2.0**-24
 T_MAIN, T_FEAT, SAVE_AT = 200, 60, 120
 
 
-def within(got: dict[str, np.ndarray], ref_params: dict[str, Any],
-           tol: dict[str, np.ndarray]) -> tuple[bool, float]:
+def within(
+    got: dict[str, np.ndarray], ref_params: dict[str, Any], tol: dict[str, np.ndarray]
+) -> tuple[bool, float]:
     """All elements within tolerance; also the worst ratio |diff|/tol."""
     worst = 0.0
     ok = True
@@ -91,12 +92,20 @@ def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _job(cfg: AdamWConfig, dtype: str, params: dict[str, Any], grads: list[dict[str, Any]],
-         save_at: int | None = None) -> dict[str, Any]:
+def _job(
+    cfg: AdamWConfig,
+    dtype: str,
+    params: dict[str, Any],
+    grads: list[dict[str, Any]],
+    save_at: int | None = None,
+) -> dict[str, Any]:
     from adapters.keras.fresh_process import encode
 
     return {
-        "kind": "run", "config": cfg.to_json(), "dtype": dtype, "save_at": save_at,
+        "kind": "run",
+        "config": cfg.to_json(),
+        "dtype": dtype,
+        "save_at": save_at,
         "params": {n: {"shape": list(a.shape), "values": encode(a)} for n, a in params.items()},
         "grads": [{n: None if a is None else encode(a) for n, a in g.items()} for g in grads],
     }
@@ -111,11 +120,18 @@ def _teacher_job(params: dict[str, Any], grads: list[dict[str, Any]]) -> dict[st
 
     ref = reference(BASE, params, grads, BINARY32_ARITHMETIC)
     st = ref.states[TEACHER_AT]
-    job = _job(BASE, "float32", {n: np.reshape(ref.params[TEACHER_AT][n], SHAPES[n])
-                                  for n in SHAPES}, [grads[TEACHER_AT]])
+    job = _job(
+        BASE,
+        "float32",
+        {n: np.reshape(ref.params[TEACHER_AT][n], SHAPES[n]) for n in SHAPES},
+        [grads[TEACHER_AT]],
+    )
     job["kind"] = "teacher"
-    job["state"] = {"step": st.step, "m": {n: encode(st.m[n]) for n in SHAPES},
-                    "v": {n: encode(st.v[n]) for n in SHAPES}}
+    job["state"] = {
+        "step": st.step,
+        "m": {n: encode(st.m[n]) for n in SHAPES},
+        "v": {n: encode(st.v[n]) for n in SHAPES},
+    }
     return job
 
 
@@ -141,8 +157,7 @@ def backend_results(request: pytest.FixtureRequest) -> dict[str, Any]:
     for other in others:
         jobs[f"other:{other}"] = {"kind": "other_backend", "backend": other}
     for name, cfg in FEATURES.items():
-        jobs[name] = _job(cfg, "float32", fparams, frozen_grads(fgrads) if name == "frozen"
-                          else fgrads)
+        jobs[name] = _job(cfg, "float32", fparams, frozen_grads(fgrads) if name == "frozen" else fgrads)
     raw = run_jobs(backend, list(jobs.values()))
     res: dict[str, Any] = {}
     for (name, job), r in zip(jobs.items(), raw, strict=True):
@@ -152,8 +167,7 @@ def backend_results(request: pytest.FixtureRequest) -> dict[str, Any]:
         if job["kind"] == "run":
             shapes = {n: p["shape"] for n, p in job["params"].items()}
             r["arrays"] = [{n: decode(v, shapes[n]) for n, v in p.items()} for p in r["params"]]
-            r["resumed_arrays"] = [{n: decode(v, shapes[n]) for n, v in p.items()}
-                                   for p in r["resumed"]]
+            r["resumed_arrays"] = [{n: decode(v, shapes[n]) for n, v in p.items()} for p in r["resumed"]]
         res[name] = r
     res["_backend"] = backend
     res["_data"] = (params, grads, fparams, fgrads)
@@ -186,8 +200,9 @@ def test_float64_trajectory_matches_profile(backend_results: dict[str, Any]) -> 
     if backend in KNOWN_FLOAT64_DEVIATIONS:
         # A finding: the deviation must still be there (remove this branch once fixed).
         assert not ok, f"{backend} float64 now matches ({ulps} ulps): drop the known deviation"
-        pytest.xfail(f"{KNOWN_FLOAT64_DEVIATIONS[backend]}: worst |diff|/bound = {worst:.3g}, "
-                     f"{ulps:.3g} ulps")
+        pytest.xfail(
+            f"{KNOWN_FLOAT64_DEVIATIONS[backend]}: worst |diff|/bound = {worst:.3g}, {ulps:.3g} ulps"
+        )
     assert ok, f"worst |diff|/bound = {worst:.3g} ({ulps} ulps)"
 
 
@@ -277,13 +292,16 @@ def test_bfloat16_makes_no_adam_step_known_deviation(backend_results: dict[str, 
     final = backend_results["bf16"]["arrays"][-1]
     start = {n: fparams[n].astype(ml_dtypes.bfloat16).astype(np.float64) for n in SHAPES}
     ref = reference(BASE, fparams, fgrads)
-    moved = max(float(np.max(np.abs(np.array(ref.params[-1][n]) - np.array(ref.params[0][n])),
-                             initial=0.0)) for n in SHAPES)
+    moved = max(
+        float(np.max(np.abs(np.array(ref.params[-1][n]) - np.array(ref.params[0][n])), initial=0.0))
+        for n in SHAPES
+    )
     assert moved > 0.05
     unchanged = all(np.array_equal(final[n], start[n]) for n in SHAPES)
     assert unchanged, "keras bfloat16 now updates the parameters: drop the known deviation"
-    pytest.xfail(f"keras bfloat16: no parameter changed in {T_FEAT} steps "
-                 f"(reference moves by up to {moved:.3g})")
+    pytest.xfail(
+        f"keras bfloat16: no parameter changed in {T_FEAT} steps (reference moves by up to {moved:.3g})"
+    )
 
 
 def test_set_state_teacher_forcing(backend_results: dict[str, Any]) -> None:
@@ -294,8 +312,7 @@ def test_set_state_teacher_forcing(backend_results: dict[str, Any]) -> None:
     assert res["step_before"] == TEACHER_AT
     ref = reference(BASE, fparams, fgrads, BINARY32_ARITHMETIC)
     b1, b2, k = BASE.beta1, BASE.beta2, TEACHER_AT + 1
-    cancel = b1 / (1 - b1) + b2 / (2 * (1 - b2)) + 4 * (
-        b1**k / (1 - b1**k) + b2**k / (2 * (1 - b2**k)))
+    cancel = b1 / (1 - b1) + b2 / (2 * (1 - b2)) + 4 * (b1**k / (1 - b1**k) + b2**k / (2 * (1 - b2**k)))
     for n in SHAPES:
         want = np.array(ref.params[k][n])
         prev = np.abs(np.array(ref.params[k - 1][n]))
@@ -341,8 +358,14 @@ def test_keras_with_eps_after_bias_correction_is_refused() -> None:
 
 def test_to_native_arguments() -> None:
     native = KerasTensorFlow().to_native(BASE.exclude_from_decay(["b"]))
-    assert native == {"learning_rate": 1e-2, "weight_decay": 0.1, "beta_1": 0.9,
-                      "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False}
+    assert native == {
+        "learning_rate": 1e-2,
+        "weight_decay": 0.1,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-7,
+        "amsgrad": False,
+    }
 
 
 def test_other_backend_in_same_process_is_refused(backend_results: dict[str, Any]) -> None:

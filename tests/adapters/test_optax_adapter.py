@@ -44,8 +44,9 @@ U64, U32 = 2.0**-53, 2.0**-24
 T_MAIN, T_FEAT, SAVE_AT = 200, 60, 120
 
 
-def within(got: dict[str, np.ndarray], ref_params: dict[str, Any],
-           tol: dict[str, np.ndarray]) -> tuple[bool, float]:
+def within(
+    got: dict[str, np.ndarray], ref_params: dict[str, Any], tol: dict[str, np.ndarray]
+) -> tuple[bool, float]:
     """All elements within tolerance; also the worst ratio |diff|/tol."""
     worst = 0.0
     ok = True
@@ -89,8 +90,7 @@ SCHED = WarmupCosine(warmup_steps=10, total_steps=T_FEAT, final=0.1)
 ADDED = {"decay_form": "added_to_update", "lr": 1e-2, "weight_decay": 0.1}
 FEATURES: dict[str, AdamWConfig] = {
     "lr_and_wd_schedule": BASE.replace(lr_schedule=SCHED, wd_schedule=LinearWarmup(20, 0.5)),
-    "schedule_post_increment": BASE.replace(lr_schedule=SCHED,
-                                            schedule_count=ScheduleCount.POST_INCREMENT),
+    "schedule_post_increment": BASE.replace(lr_schedule=SCHED, schedule_count=ScheduleCount.POST_INCREMENT),
     "mask": BASE.exclude_from_decay(["w"]),
     "amsgrad": BASE.replace(amsgrad=True),
     "nesterov": BASE.replace(nesterov=True),
@@ -104,11 +104,16 @@ FEATURES: dict[str, AdamWConfig] = {
     "unscaled_chain": BASE.replace(decay_scaling=DecayScaling.UNSCALED, weight_decay=1e-3),
     "coupled_l2_chain": BASE.replace(decay_form="coupled_l2"),
     # optax.multi_transform: one adamw per (lr, weight_decay) label; "z" stays ungrouped.
-    "groups_multi_transform": BASE.replace(groups=(
-        ParamGroup(names=("w",), lr=0.05), ParamGroup(names=("w.bias",), weight_decay=0.5),
-        ParamGroup(names=("s",), lr=1e-3, weight_decay=0.0))),
-    "groups_multi_transform_chain": get_profile("paper").config
-    .replace(**ADDED, lr_schedule=SCHED, groups=(ParamGroup(names=("w",), lr=0.05),)),
+    "groups_multi_transform": BASE.replace(
+        groups=(
+            ParamGroup(names=("w",), lr=0.05),
+            ParamGroup(names=("w.bias",), weight_decay=0.5),
+            ParamGroup(names=("s",), lr=1e-3, weight_decay=0.0),
+        )
+    ),
+    "groups_multi_transform_chain": get_profile("paper").config.replace(
+        **ADDED, lr_schedule=SCHED, groups=(ParamGroup(names=("w",), lr=0.05),)
+    ),
 }
 
 
@@ -124,8 +129,9 @@ def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def drive(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]], dtype: str,
-          impl: str) -> list[dict[str, np.ndarray]]:
+def drive(
+    cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]], dtype: str, impl: str
+) -> list[dict[str, np.ndarray]]:
     run = ADAPTER.create(cfg, params, dtype=dtype, implementation=impl)
     out = []
     for g in grads:
@@ -137,8 +143,7 @@ def drive(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]],
 @pytest.fixture(scope="module")
 def main_data() -> tuple[dict[str, Any], list[dict[str, Any]], Any, Any]:
     params, grads = make_data(0, T_MAIN)
-    return params, grads, reference(BASE, params, grads), reference(
-        BASE, params, grads, BINARY32_ARITHMETIC)
+    return params, grads, reference(BASE, params, grads), reference(BASE, params, grads, BINARY32_ARITHMETIC)
 
 
 @pytest.fixture(scope="module")
@@ -223,8 +228,7 @@ def test_state_reads_count_and_moments(feat_data: Any) -> None:
 
 @pytest.mark.parametrize("impl", ["jit", "nojit"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_save_load_continues_bit_exactly(tmp_path: Path, feat_data: Any, dtype: str,
-                                         impl: str) -> None:
+def test_save_load_continues_bit_exactly(tmp_path: Path, feat_data: Any, dtype: str, impl: str) -> None:
     params, grads = feat_data
     cfg = FEATURES["lr_and_wd_schedule"].replace(amsgrad=True)
     straight = drive(cfg, params, grads, dtype, impl)
@@ -247,15 +251,22 @@ def test_set_state_teacher_forcing(feat_data: Any) -> None:
     ref = reference(BASE, params, grads)
     k = 30
     st = ref.states[k]
-    canon = CanonicalState(step=st.step, m={n: np.reshape(st.m[n], SHAPES[n]) for n in SHAPES},
-                           v={n: np.reshape(st.v[n], SHAPES[n]) for n in SHAPES}, v_max=None)
+    canon = CanonicalState(
+        step=st.step,
+        m={n: np.reshape(st.m[n], SHAPES[n]) for n in SHAPES},
+        v={n: np.reshape(st.v[n], SHAPES[n]) for n in SHAPES},
+        v_max=None,
+    )
     run = ADAPTER.create(BASE, params, dtype="float64", implementation="jit")
     run.set_state({n: np.reshape(ref.params[k][n], SHAPES[n]) for n in SHAPES}, canon)
     assert run.state().step == k
     run.step(grads[k])
     b1, b2 = BASE.beta1, BASE.beta2
-    cancel = b1 / (1 - b1) + b2 / (2 * (1 - b2)) + 4 * (
-        b1 ** (k + 1) / (1 - b1 ** (k + 1)) + b2 ** (k + 1) / (2 * (1 - b2 ** (k + 1))))
+    cancel = (
+        b1 / (1 - b1)
+        + b2 / (2 * (1 - b2))
+        + 4 * (b1 ** (k + 1) / (1 - b1 ** (k + 1)) + b2 ** (k + 1) / (2 * (1 - b2 ** (k + 1))))
+    )
     for n in SHAPES:
         want = np.array(ref.params[k + 1][n])
         prev = np.abs(np.array(ref.params[k][n]))
@@ -293,9 +304,17 @@ def test_torch_profile_is_refused_naming_decay_form() -> None:
 
 def test_to_native_native_and_chain() -> None:
     native = ADAPTER.to_native(BASE)
-    assert native == {"learning_rate": 1e-2, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
-                      "eps_root": 0.0, "weight_decay": 0.1, "mask": None, "nesterov": False,
-                      "mu_dtype": None}
+    assert native == {
+        "learning_rate": 1e-2,
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+        "eps_root": 0.0,
+        "weight_decay": 0.1,
+        "mask": None,
+        "nesterov": False,
+        "mu_dtype": None,
+    }
     assert ADAPTER.to_native(BASE, "jit-mu-bfloat16")["mu_dtype"] == "bfloat16"
     chain = ADAPTER.to_native(FEATURES["amsgrad"])["chain"]
     assert chain["kind"] == "amsgrad" and chain["adam"] == "amsgrad"

@@ -52,8 +52,9 @@ def adapter(name: str) -> Any:
     return load_adapter(SPEC + name)
 
 
-def run(name: str, cfg: AdamWConfig, params: Any, grads: Any, impl: str | None,
-        dtype: str = "float64") -> Any:
+def run(
+    name: str, cfg: AdamWConfig, params: Any, grads: Any, impl: str | None, dtype: str = "float64"
+) -> Any:
     r = adapter(name).create(cfg, params, implementation=impl, dtype=dtype)
     for g in grads:
         r.step(g)
@@ -82,8 +83,12 @@ def test_loads_as_plugin_and_claims_adamw(name: str) -> None:
 # Differences of the constructors' defaults from the torch profile, read in their source.
 DEFAULT_DIFFS = {
     "StableAdamWAdapter": {"beta2": 0.99, "step_count_scope": "global"},
-    "AdamCAdapter": {"weight_decay": 0.0, "eps_placement": "before_bias_correction",
-                     "eps_root": 1e-15, "step_count_scope": "global"},
+    "AdamCAdapter": {
+        "weight_decay": 0.0,
+        "eps_placement": "before_bias_correction",
+        "eps_root": 1e-15,
+        "step_count_scope": "global",
+    },
     "FlashAdamWAdapter": {"step_count_scope": "global"},
 }
 
@@ -95,10 +100,14 @@ def test_native_defaults_differ_from_torch_as_recorded(name: str) -> None:
     assert {k: v for k, v in got.items() if base[k] != v} == DEFAULT_DIFFS[name]
 
 
-@pytest.mark.parametrize(("name", "knob"), [
-    ("StableAdamWAdapter", "step_count_scope"), ("AdamCAdapter", "eps_placement"),
-    ("FlashAdamWAdapter", "step_count_scope"),
-])
+@pytest.mark.parametrize(
+    ("name", "knob"),
+    [
+        ("StableAdamWAdapter", "step_count_scope"),
+        ("AdamCAdapter", "eps_placement"),
+        ("FlashAdamWAdapter", "step_count_scope"),
+    ],
+)
 def test_torch_profile_itself_is_refused_by_name(name: str, knob: str) -> None:
     with pytest.raises(UnsupportedConfig) as exc:
         adapter(name).to_native(TORCH)
@@ -154,17 +163,17 @@ def test_flashadamw_quantized_moments_deviate_unquantized_match(dtype: str, data
         assert ratio(got, GLOBAL, params, grads, dtype) <= 1.0
 
 
-@pytest.mark.parametrize(("name", "impl", "cfg"), [
-    ("FlashAdamWAdapter", "forloop", GLOBAL),
-    ("AdamCAdapter", "foreach", GLOBAL.replace(eps_placement="before_bias_correction",
-                                                eps_root=1e-15)),
-])
-def test_frozen_steps_reveal_the_group_step_count(name: str, impl: str, cfg: AdamWConfig,
-                                                  data: Any) -> None:
+@pytest.mark.parametrize(
+    ("name", "impl", "cfg"),
+    [
+        ("FlashAdamWAdapter", "forloop", GLOBAL),
+        ("AdamCAdapter", "foreach", GLOBAL.replace(eps_placement="before_bias_correction", eps_root=1e-15)),
+    ],
+)
+def test_frozen_steps_reveal_the_group_step_count(name: str, impl: str, cfg: AdamWConfig, data: Any) -> None:
     params, grads = data
     p2 = {**params, "b": _f32(np.linspace(-1.0, 1.0, 3))}
-    g2 = [{**g, "b": None if t % 4 == 0 else _f32(np.cos(np.arange(3.0) + t))}
-          for t, g in enumerate(grads)]
+    g2 = [{**g, "b": None if t % 4 == 0 else _f32(np.cos(np.arange(3.0) + t))} for t, g in enumerate(grads)]
     got = run(name, cfg, p2, g2, impl).params()
     assert ratio(got, cfg, p2, g2, "float64") <= 1.0
     assert ratio(got, cfg.replace(step_count_scope="per_parameter"), p2, g2, "float64") > 1.0
@@ -177,15 +186,22 @@ def _all_tensors(r: Any) -> list[Any]:
     return out
 
 
-@pytest.mark.parametrize(("name", "impl", "dtype"), [
-    ("StableAdamWAdapter", "forloop", "float32"), ("StableAdamWAdapter", "foreach", "bfloat16"),
-    ("AdamCAdapter", "foreach", "float64"), ("FlashAdamWAdapter", "quantized", "float32"),
-])
-def test_save_load_continues_bit_exactly(name: str, impl: str, dtype: str, data: Any,
-                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "impl", "dtype"),
+    [
+        ("StableAdamWAdapter", "forloop", "float32"),
+        ("StableAdamWAdapter", "foreach", "bfloat16"),
+        ("AdamCAdapter", "foreach", "float64"),
+        ("FlashAdamWAdapter", "quantized", "float32"),
+    ],
+)
+def test_save_load_continues_bit_exactly(name: str, impl: str, dtype: str, data: Any, tmp_path: Path) -> None:
     params, grads = data
-    cfg = GLOBAL.replace(eps_placement="before_bias_correction", eps_root=1e-15) \
-        if name == "AdamCAdapter" else GLOBAL
+    cfg = (
+        GLOBAL.replace(eps_placement="before_bias_correction", eps_root=1e-15)
+        if name == "AdamCAdapter"
+        else GLOBAL
+    )
     whole = run(name, cfg, params, grads[:20], impl, dtype)
     half = run(name, cfg, params, grads[:10], impl, dtype)
     half.save(tmp_path / "c.npz")
@@ -204,8 +220,9 @@ def test_stableadamw_state_is_canonical(data: Any) -> None:
     flat = {"w": [float(x) for x in params["w"].reshape(-1)]}
     from adamw_ref import run_trajectory
 
-    st = run_trajectory(flat, [{"w": [float(x) for x in g["w"].reshape(-1)]} for g in grads[:5]],
-                        GLOBAL).states[-1]
+    st = run_trajectory(
+        flat, [{"w": [float(x) for x in g["w"].reshape(-1)]} for g in grads[:5]], GLOBAL
+    ).states[-1]
     m_ref = np.asarray(st.m["w"]).reshape(4, 5)
     # lerp with debiased betas and the conversion: a few roundings relative to max|m|.
     assert np.max(np.abs(r.state().m["w"] - m_ref)) <= 64 * U64 * np.max(np.abs(m_ref))

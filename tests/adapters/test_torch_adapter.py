@@ -54,8 +54,10 @@ from adapters import AdapterError, FrameworkUnavailable, UnsupportedConfig, load
 IMPLS = ("forloop", "foreach", "fused")
 TENSOR_LR_IMPLS = ("forloop-tensor-lr", "fused-tensor-lr")
 CAPTURABLE_IMPLS = ("capturable", "forloop-capturable")
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device"))]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
 STEPS = 200
 SHAPES: dict[str, tuple[int, ...]] = {"w": (3, 4), "b": (3,), "s": (), "z": (0, 2)}
 BASE = get_profile("torch").config.replace(lr=1e-2, weight_decay=0.1)
@@ -76,21 +78,32 @@ def data() -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
 
 
 def reference(
-    cfg: AdamWConfig, params: dict[str, np.ndarray], grads: list[dict[str, Any]],
+    cfg: AdamWConfig,
+    params: dict[str, np.ndarray],
+    grads: list[dict[str, Any]],
     arithmetic: Any = BINARY64_ARITHMETIC,
 ) -> list[dict[str, np.ndarray]]:
     """The reference trajectory, each point reshaped like ``params``."""
     flat_p = {n: [float(x) for x in p.reshape(-1)] for n, p in params.items()}
-    flat_g = [{n: None if g is None else [float(x) for x in g.reshape(-1)] for n, g in gs.items()}
-              for gs in grads]
+    flat_g = [
+        {n: None if g is None else [float(x) for x in g.reshape(-1)] for n, g in gs.items()} for gs in grads
+    ]
     traj = run_trajectory(flat_p, flat_g, cfg, arithmetic)
-    return [{n: np.asarray([float(x) for x in pt[n]]).reshape(params[n].shape) for n in params}
-            for pt in traj.params]
+    return [
+        {n: np.asarray([float(x) for x in pt[n]]).reshape(params[n].shape) for n in params}
+        for pt in traj.params
+    ]
 
 
-def drive(name: str, cfg: AdamWConfig, params: dict[str, np.ndarray],
-          grads: list[dict[str, Any]], impl: str, dtype: str = "float64",
-          device: str = "cpu") -> Any:
+def drive(
+    name: str,
+    cfg: AdamWConfig,
+    params: dict[str, np.ndarray],
+    grads: list[dict[str, Any]],
+    impl: str,
+    dtype: str = "float64",
+    device: str = "cpu",
+) -> Any:
     run = load_adapter(name).create(cfg, params, implementation=impl, device=device, dtype=dtype)
     for g in grads:
         run.step(g)
@@ -110,8 +123,7 @@ def bound(cfg: AdamWConfig, ref: list[dict[str, np.ndarray]], u: float) -> dict[
     return out
 
 
-def worst(got: dict[str, np.ndarray], ref: dict[str, np.ndarray],
-          lim: dict[str, np.ndarray]) -> float:
+def worst(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], lim: dict[str, np.ndarray]) -> float:
     """max |got-ref|/bound over all elements (<= 1 passes)."""
     r = [np.max(np.abs(got[n] - ref[n]) / lim[n]) for n in ref if ref[n].size]
     return float(max(r))
@@ -148,9 +160,7 @@ def test_versions_and_info() -> None:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("adapter", ["torch", "torch-adam"])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_float64_trajectory_matches_reference(
-    adapter: str, impl: str, device: str, data: Any
-) -> None:
+def test_float64_trajectory_matches_reference(adapter: str, impl: str, device: str, data: Any) -> None:
     params, grads = data
     ref = reference(BASE, params, grads)
     run = drive(adapter, BASE, params, grads, impl, device=device)
@@ -180,7 +190,9 @@ def test_float32_trajectory_within_rounding_bound(impl: str, device: str, data: 
 def test_other_profiles_do_not_match(profile: str, data: Any) -> None:
     params, grads = data
     other = get_profile(profile).config.replace(
-        lr=BASE.lr, weight_decay=BASE.weight_decay, eps=BASE.eps,
+        lr=BASE.lr,
+        weight_decay=BASE.weight_decay,
+        eps=BASE.eps,
         step_count_scope=StepCountScope.PER_PARAMETER,
     )
     ref = reference(other, params, grads)
@@ -231,8 +243,10 @@ def test_groups_lr_and_decay_exclusion(data: Any) -> None:
 @pytest.mark.parametrize("impl", IMPLS)
 def test_frozen_parameters_keep_their_own_count(impl: str, device: str, data: Any) -> None:
     params, grads = data
-    frozen = [{n: (None if (n == "b" and t % 3 == 0) or (n == "s" and t < 10) else g)
-               for n, g in gs.items()} for t, gs in enumerate(grads[:SHORT])]
+    frozen = [
+        {n: (None if (n == "b" and t % 3 == 0) or (n == "s" and t < 10) else g) for n, g in gs.items()}
+        for t, gs in enumerate(grads[:SHORT])
+    ]
     ref = reference(BASE, params, frozen)
     run = drive("torch", BASE, params, frozen, impl, device=device)
     assert worst(run.params(), ref[-1], bound(BASE, ref, U64)) <= 1.0
@@ -248,12 +262,19 @@ def _tensors(run: Any) -> list[Any]:
     return out
 
 
-@pytest.mark.parametrize(("impl", "dtype", "variant"), [
-    ("forloop", "float32", "warmup_cosine"), ("foreach", "float64", "amsgrad"),
-    ("fused", "float32", "amsgrad"), ("fused", "bfloat16", "warmup_cosine"),
-    ("foreach", "float16", "maximize"), ("fused", "bfloat16", "amsgrad"),
-    ("fused-tensor-lr", "float32", "warmup_cosine"), ("forloop-tensor-lr", "float64", "amsgrad"),
-])
+@pytest.mark.parametrize(
+    ("impl", "dtype", "variant"),
+    [
+        ("forloop", "float32", "warmup_cosine"),
+        ("foreach", "float64", "amsgrad"),
+        ("fused", "float32", "amsgrad"),
+        ("fused", "bfloat16", "warmup_cosine"),
+        ("foreach", "float16", "maximize"),
+        ("fused", "bfloat16", "amsgrad"),
+        ("fused-tensor-lr", "float32", "warmup_cosine"),
+        ("forloop-tensor-lr", "float64", "amsgrad"),
+    ],
+)
 @pytest.mark.parametrize("device", DEVICES)
 def test_save_load_continues_bit_exactly(
     impl: str, dtype: str, variant: str, device: str, data: Any, tmp_path: Path
@@ -263,8 +284,7 @@ def test_save_load_continues_bit_exactly(
     whole = drive("torch", cfg, params, grads[:40], impl, dtype, device)
     first = drive("torch", cfg, params, grads[:20], impl, dtype, device)
     first.save(tmp_path / "ckpt.npz")
-    second = load_adapter("torch").create(cfg, params, implementation=impl, dtype=dtype,
-                                          device=device)
+    second = load_adapter("torch").create(cfg, params, implementation=impl, dtype=dtype, device=device)
     second.load(tmp_path / "ckpt.npz")
     assert second.state().step == 20
     for g in grads[20:40]:
@@ -290,13 +310,18 @@ def test_set_state_teacher_forcing_one_step(impl: str, data: Any) -> None:
     from adapters import CanonicalState
 
     flat = {n: [float(x) for x in p.reshape(-1)] for n, p in params.items()}
-    traj = run_trajectory(flat, [{n: [float(x) for x in g.reshape(-1)] for n, g in gs.items()}
-                                 for gs in grads[:31]], BASE)
+    traj = run_trajectory(
+        flat, [{n: [float(x) for x in g.reshape(-1)] for n, g in gs.items()} for gs in grads[:31]], BASE
+    )
     t = 30
     st = traj.states[t]
     shaped = {n: np.asarray(traj.params[t][n]).reshape(SHAPES[n]) for n in SHAPES}
-    canon = CanonicalState(step=st.step, m={n: np.asarray(st.m[n]).reshape(SHAPES[n]) for n in SHAPES},
-                           v={n: np.asarray(st.v[n]).reshape(SHAPES[n]) for n in SHAPES}, v_max=None)
+    canon = CanonicalState(
+        step=st.step,
+        m={n: np.asarray(st.m[n]).reshape(SHAPES[n]) for n in SHAPES},
+        v={n: np.asarray(st.v[n]).reshape(SHAPES[n]) for n in SHAPES},
+        v_max=None,
+    )
     run = load_adapter("torch").create(BASE, params, implementation=impl, dtype="float64")
     run.set_state(shaped, canon)
     assert run.param_steps() == {n: t for n in SHAPES}
@@ -306,13 +331,22 @@ def test_set_state_teacher_forcing_one_step(impl: str, data: Any) -> None:
     assert worst(run.params(), ref_next, bound(BASE, one, U64)) <= 1.0
 
 
-@pytest.mark.parametrize(("knob", "value"), [
-    ("eps_placement", "before_bias_correction"), ("decay_form", "proximal"),
-    ("decay_form", "added_to_update"), ("decay_timing", "after_step"),
-    ("decay_scaling", "unscaled"), ("bias_correction", False),
-    ("step_count_scope", "global"), ("bias_correction_offset", 1), ("nesterov", True),
-    ("eps_root", 1e-8), ("wd_schedule", Cosine(10)),
-])
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("eps_placement", "before_bias_correction"),
+        ("decay_form", "proximal"),
+        ("decay_form", "added_to_update"),
+        ("decay_timing", "after_step"),
+        ("decay_scaling", "unscaled"),
+        ("bias_correction", False),
+        ("step_count_scope", "global"),
+        ("bias_correction_offset", 1),
+        ("nesterov", True),
+        ("eps_root", 1e-8),
+        ("wd_schedule", Cosine(10)),
+    ],
+)
 def test_unsupported_knobs_are_refused_by_name(knob: str, value: Any) -> None:
     cfg = BASE.replace(**{knob: value})
     for name in ("torch", "torch-adam"):
@@ -343,8 +377,16 @@ def test_coupled_l2_only_on_torch_adam(data: Any) -> None:
 
 def test_to_native_kwargs() -> None:
     kw = load_adapter("torch").to_native(BASE.replace(amsgrad=True), "fused")
-    assert kw == {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1,
-                  "amsgrad": True, "maximize": False, "foreach": False, "fused": True}
+    assert kw == {
+        "lr": 1e-2,
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "weight_decay": 0.1,
+        "amsgrad": True,
+        "maximize": False,
+        "foreach": False,
+        "fused": True,
+    }
     with pytest.raises(AdapterError, match="implementation"):
         load_adapter("torch").to_native(BASE, "cuda-graph")
 
@@ -390,8 +432,7 @@ TENSOR_CFG = BASE.replace(lr_schedule=WarmupCosine(10, SHORT, final=0.1))
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("impl", TENSOR_LR_IMPLS)
-def test_tensor_lr_trajectory_matches_reference(impl: str, dtype: str, device: str,
-                                                data: Any) -> None:
+def test_tensor_lr_trajectory_matches_reference(impl: str, dtype: str, device: str, data: Any) -> None:
     params, grads = data
     run = drive("torch", TENSOR_CFG, params, grads[:SHORT], impl, dtype, device)
     lr = run.optimizer.param_groups[0]["lr"]
@@ -407,8 +448,13 @@ def test_tensor_lr_trajectory_matches_reference(impl: str, dtype: str, device: s
         # which enters the step (u32*lr_t*U) and the decay (u32*lr_t*wd*|theta|) once per step.
         big_u = (1 - BASE.beta1) / math.sqrt(1 - BASE.beta2)
         for n in lim:
-            lim[n] = lim[n] + sum(U32 * BASE.lr * TENSOR_CFG.lr_schedule(t - 1) * (
-                big_u + BASE.weight_decay * np.abs(ref64[t][n])) for t in range(1, SHORT + 1))
+            lim[n] = lim[n] + sum(
+                U32
+                * BASE.lr
+                * TENSOR_CFG.lr_schedule(t - 1)
+                * (big_u + BASE.weight_decay * np.abs(ref64[t][n]))
+                for t in range(1, SHORT + 1)
+            )
     assert worst(run.params(), ref64[-1], lim) <= 1.0
     if f32_lr:
         return
@@ -417,10 +463,8 @@ def test_tensor_lr_trajectory_matches_reference(impl: str, dtype: str, device: s
     # ``addcdiv_`` mix two 0-dim tensors (float32 param, float64 lr), and torch's type promotion
     # between dimensionless tensors computes in float64 before the cast (a Python-float lr is
     # cast to float32 first). That case is covered by the rounding bound above only.
-    plain = drive("torch", TENSOR_CFG, params, grads[:SHORT], impl.removesuffix("-tensor-lr"),
-                  dtype, device)
-    same = [n for n in SHAPES if not (impl == "forloop-tensor-lr" and dtype == "float32"
-                                      and SHAPES[n] == ())]
+    plain = drive("torch", TENSOR_CFG, params, grads[:SHORT], impl.removesuffix("-tensor-lr"), dtype, device)
+    same = [n for n in SHAPES if not (impl == "forloop-tensor-lr" and dtype == "float32" and SHAPES[n] == ())]
     assert all(np.array_equal(run.params()[n], plain.params()[n]) for n in same)
 
 
@@ -433,8 +477,7 @@ def test_tensor_lr_to_native_and_capturable_needs_cuda() -> None:
             load_adapter("torch").create(BASE, {"w": np.zeros(2)}, implementation=impl)
 
 
-def capturable_bound(cfg: AdamWConfig, ref: list[dict[str, np.ndarray]],
-                     u: float) -> dict[str, np.ndarray]:
+def capturable_bound(cfg: AdamWConfig, ref: list[dict[str, np.ndarray]], u: float) -> dict[str, np.ndarray]:
     r"""The module bound plus the capturable path's float32 bias corrections.
 
     With ``capturable=True`` torch keeps the step as a float32 tensor, so ``bc_i = 1 - beta_i**k``
@@ -453,10 +496,10 @@ def capturable_bound(cfg: AdamWConfig, ref: list[dict[str, np.ndarray]],
         acc = np.zeros(ref[0][n].shape)
         for t in range(1, len(ref)):
             lr_t = cfg.group_for(n)[0] * cfg.lr_schedule(t - 1)
-            c_k = b1 / (1 - b1) + b2 / (2 * (1 - b2)) + p32 * (
-                b1**t / (1 - b1**t) + b2**t / (2 * (1 - b2**t)))
-            acc = acc + K_THETA * u * np.abs(ref[t][n]) + (
-                (K_U + 4) * u + c_k * U32) * lr_t * big_u
+            c_k = (
+                b1 / (1 - b1) + b2 / (2 * (1 - b2)) + p32 * (b1**t / (1 - b1**t) + b2**t / (2 * (1 - b2**t)))
+            )
+            acc = acc + K_THETA * u * np.abs(ref[t][n]) + ((K_U + 4) * u + c_k * U32) * lr_t * big_u
         out[n] = acc
     return out
 
@@ -464,8 +507,7 @@ def capturable_bound(cfg: AdamWConfig, ref: list[dict[str, np.ndarray]],
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="capturable=True needs CUDA")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("impl", CAPTURABLE_IMPLS)
-def test_capturable_tensor_lr_within_float32_bias_correction_bound(impl: str, dtype: str,
-                                                                  data: Any) -> None:
+def test_capturable_tensor_lr_within_float32_bias_correction_bound(impl: str, dtype: str, data: Any) -> None:
     params, grads = data
     run = drive("torch", TENSOR_CFG, params, grads[:SHORT], impl, dtype, "cuda")
     assert isinstance(run.optimizer.param_groups[0]["lr"], torch.Tensor)

@@ -50,25 +50,32 @@ SCALES = {"w": 1e-6, "w.bias": 1.0, "s": 1e-3, "z": 1.0}
 def make_data(seed: int, steps: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rng = np.random.default_rng(seed)
     params = {n: rng.standard_normal(s) for n, s in SHAPES.items()}
-    grads = [{n: SCALES[n] * rng.standard_normal(s) for n, s in SHAPES.items()}
-             for _ in range(steps)]
+    grads = [{n: SCALES[n] * rng.standard_normal(s) for n, s in SHAPES.items()} for _ in range(steps)]
     return params, grads
 
-def flat(d: dict[str, Any]) -> dict[str, Any]:
-    return {n: None if a is None else np.asarray(a, dtype=np.float64).ravel().tolist()
-            for n, a in d.items()}
 
-def reference(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]],
-              arith: Any = None) -> Any:
+def flat(d: dict[str, Any]) -> dict[str, Any]:
+    return {n: None if a is None else np.asarray(a, dtype=np.float64).ravel().tolist() for n, a in d.items()}
+
+
+def reference(
+    cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]], arith: Any = None
+) -> Any:
     gs = [flat(g) for g in grads]
     if arith is None:
         return run_trajectory(flat(params), gs, cfg)
     return run_trajectory(flat(params), gs, cfg, arith)
 
 
-def rounding_bound(traj: Any, grads: list[dict[str, Any]], cfg: AdamWConfig,
-                   u: float, k_ops: int = 12, u_scalar: float | None = None,
-                   mu_store: tuple[float, float] = (0.0, 0.0)) -> dict[str, np.ndarray]:
+def rounding_bound(
+    traj: Any,
+    grads: list[dict[str, Any]],
+    cfg: AdamWConfig,
+    u: float,
+    k_ops: int = 12,
+    u_scalar: float | None = None,
+    mu_store: tuple[float, float] = (0.0, 0.0),
+) -> dict[str, np.ndarray]:
     """``2 E_T`` per element of every parameter (see the module docstring).
 
     ``u_scalar``: the unit roundoff at which ``beta``/``beta^k`` are rounded before the
@@ -104,8 +111,11 @@ def rounding_bound(traj: Any, grads: list[dict[str, Any]], cfg: AdamWConfig,
                 if cfg.amsgrad_mode is AmsgradMode.BIAS_CORRECTED_V:
                     v_used = v_used * bc2
             c = math.sqrt(bc2) / bc1
-            e_p = cfg.eps if cfg.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION else (
-                cfg.eps * math.sqrt(bc2))
+            e_p = (
+                cfg.eps
+                if cfg.eps_placement is EpsPlacement.BEFORE_BIAS_CORRECTION
+                else (cfg.eps * math.sqrt(bc2))
+            )
             count = t - 1 if cfg.schedule_count is ScheduleCount.PRE_INCREMENT else t
             lr_t = cfg.group_for(name)[0] * cfg.lr_schedule(count)
             sv = np.sqrt(v_used + cfg.eps_root)
@@ -115,7 +125,8 @@ def rounding_bound(traj: Any, grads: list[dict[str, Any]], cfg: AdamWConfig,
                 dv = np.where(sv > 0, np.minimum(ev / (2 * sv), np.sqrt(ev)), np.sqrt(ev))
             mag = lr_t * c * m_eff / d
             cancel = (b1 / (1 - b1) + b2 / (2 * (1 - b2))) + 4 * (
-                b1**k / (1 - b1**k) + b2**k / (2 * (1 - b2**k)))
+                b1**k / (1 - b1**k) + b2**k / (2 * (1 - b2**k))
+            )
             err_d = lr_t * c * (em / d + m_eff * dv / d**2) + (k_ops * u + cancel * u_c) * mag
             if cfg.decay_scaling is DecayScaling.SCHEDULE_MULTIPLIER:
                 err_d = err_d + 2 * u * mag

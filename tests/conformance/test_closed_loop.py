@@ -20,7 +20,7 @@ from conformance.closed_loop.suite import closed_loop_cases, run_in_subprocess
 
 STEPS = 200
 LR = 1e-3
-U64 = 2.0 ** -53
+U64 = 2.0**-53
 # Rounding-level bound for float64 parameters after T steps (docs/conformance/closed_loop.md):
 # per step the two gradients differ by <= c*n*u relatively (n = 64 terms per reduction, c = 4),
 # AdamW's scale-free update turns that into <= A*lr*c*n*u per element (A = 10 covers |g|/|m_hat|
@@ -29,11 +29,20 @@ PARAM_BOUND_F64 = STEPS * LR * 10 * 4 * 64 * U64  # ~5.7e-14
 
 
 def _envelope() -> dict[str, Any]:
-    return {"suite_version": "test", "spec_version": "1.0", "commit": None,
-            "created": "2026-01-01T00:00:00Z", "command": "pytest", "python": "3",
-            "platform": "test", "frameworks": {}, "devices": [{"kind": "cpu", "model": "cpu",
-                                                                "driver": None, "runtime": None}],
-            "precision": {}, "seeds": [0], "env": {}}
+    return {
+        "suite_version": "test",
+        "spec_version": "1.0",
+        "commit": None,
+        "created": "2026-01-01T00:00:00Z",
+        "command": "pytest",
+        "python": "3",
+        "platform": "test",
+        "frameworks": {},
+        "devices": [{"kind": "cpu", "model": "cpu", "driver": None, "runtime": None}],
+        "precision": {},
+        "seeds": [0],
+        "env": {},
+    }
 
 
 def _max_param_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -131,11 +140,15 @@ def test_naive_port_torch_to_keras_differs_beyond_rounding(
     diff = np.abs(kl - tl)
     assert diff[0] <= 256 * U64 * tl[0]  # identical weights at step 1: same loss to rounding
     assert diff.max() > 1e4 * 256 * U64 * tl.max()  # later: far above rounding
-    assert _max_param_diff(keras_record["run"]["final_params"],
-                           torch_record["run"]["final_params"]) > 1e3 * PARAM_BOUND_F64
+    assert (
+        _max_param_diff(keras_record["run"]["final_params"], torch_record["run"]["final_params"])
+        > 1e3 * PARAM_BOUND_F64
+    )
     # and Keras agrees with the reference run under its own (keras3) profile
-    assert _max_param_diff(keras_record["run"]["final_params"],
-                           keras_record["reference"]["final_params"]) <= PARAM_BOUND_F64
+    assert (
+        _max_param_diff(keras_record["run"]["final_params"], keras_record["reference"]["final_params"])
+        <= PARAM_BOUND_F64
+    )
     cases = closed_loop_cases([torch_record, keras_record])
     port = next(c for c in cases if c["scenario"] == "logreg_naive_port")
     assert port["verdict"] == "acceptable" and port["acceptable_flag"] == "naive_port"
@@ -149,19 +162,38 @@ def test_cases_follow_report_schema(torch_record: dict[str, Any]) -> None:
     pytest.importorskip("jsonschema")
     from conformance.report.schema import validate
 
-    skipped = {**torch_record, "framework": "mlx", "profile": "mlx", "run": None,
-               "skipped": "mlx is not installed"}
-    failed = {**torch_record, "framework": "optax", "profile": "optax", "run": None,
-              "error": "RuntimeError: boom"}
-    blown = {**torch_record, "framework": "optax", "profile": "optax",
-             "run": {**torch_record["run"], "loss": [math.nan] * STEPS}}
+    skipped = {
+        **torch_record,
+        "framework": "mlx",
+        "profile": "mlx",
+        "run": None,
+        "skipped": "mlx is not installed",
+    }
+    failed = {
+        **torch_record,
+        "framework": "optax",
+        "profile": "optax",
+        "run": None,
+        "error": "RuntimeError: boom",
+    }
+    blown = {
+        **torch_record,
+        "framework": "optax",
+        "profile": "optax",
+        "run": {**torch_record["run"], "loss": [math.nan] * STEPS},
+    }
     cases = closed_loop_cases([torch_record, skipped, failed, blown])
     # the blown run also gets a naive-port case (vs the torch run): divergent as well
-    assert [c["verdict"] for c in cases] == ["within_bound", "skipped", "error", "divergent",
-                                             "divergent"]
+    assert [c["verdict"] for c in cases] == ["within_bound", "skipped", "error", "divergent", "divergent"]
     assert cases[3]["first_divergence"]["step"] == 1  # NaN loss: off from the first step
-    validate({"schema": "adamw-conformance/report", "schema_version": "1.0",
-              "envelope": _envelope(), "cases": cases})
+    validate(
+        {
+            "schema": "adamw-conformance/report",
+            "schema_version": "1.0",
+            "envelope": _envelope(),
+            "cases": cases,
+        }
+    )
     case = cases[0]
     assert set(case["metrics"]) >= {"W", "b", "loss", "train_acc", "test_acc"}
     assert case["series"]["step"] == list(range(1, STEPS + 1))
@@ -170,15 +202,19 @@ def test_cases_follow_report_schema(torch_record: dict[str, Any]) -> None:
     assert case["bound"]["param_abs"] == pytest.approx(PARAM_BOUND_F64)
 
 
-@pytest.mark.xfail(reason="finding: Keras 3.15.1 on TensorFlow casts beta_1/beta_2 through "
-                   "float32 for the bias-correction powers (keras.ops.cast(0.999, 'float64') "
-                   "== fl32(0.999)), so float64 updates are ~6.7e-6 relative off",
-                   strict=False)
+@pytest.mark.xfail(
+    reason="finding: Keras 3.15.1 on TensorFlow casts beta_1/beta_2 through "
+    "float32 for the bias-correction powers (keras.ops.cast(0.999, 'float64') "
+    "== fl32(0.999)), so float64 updates are ~6.7e-6 relative off",
+    strict=False,
+)
 @pytest.mark.framework("keras")
 def test_keras_tensorflow_float64_matches_keras3_reference() -> None:
     pytest.importorskip("keras")
     pytest.importorskip("tensorflow")
     rec = run_in_subprocess("keras-tensorflow", "logreg", 50, "float64", 0)
     assert rec["error"] is None, rec["error"]
-    assert _max_param_diff(rec["run"]["final_params"],
-                           rec["reference"]["final_params"]) <= 50 * LR * 10 * 4 * 64 * U64
+    assert (
+        _max_param_diff(rec["run"]["final_params"], rec["reference"]["final_params"])
+        <= 50 * LR * 10 * 4 * 64 * U64
+    )

@@ -12,8 +12,17 @@ from conformance import gradients
 from conformance.execute import CaseSpec, Executor
 from conformance.scenarios import SCENARIOS, get, select
 
-FEATURES = {"amsgrad", "maximize", "nesterov", "eps_root", "lr_schedule", "wd_schedule",
-            "groups", "frozen", "save_load"}
+FEATURES = {
+    "amsgrad",
+    "maximize",
+    "nesterov",
+    "eps_root",
+    "lr_schedule",
+    "wd_schedule",
+    "groups",
+    "frozen",
+    "save_load",
+}
 
 
 def test_catalogue_is_well_formed() -> None:
@@ -75,12 +84,17 @@ def test_missing_feature_is_skipped_with_the_reason() -> None:
 def test_an_implementation_of_another_profile_is_named(profile: str) -> None:
     """Knobs of ``profile`` computed while claiming torch: the diagnosis names the profile (or
     the single knob that makes up the whole difference)."""
-    diff = {k: v for k, v in PROFILES[profile].config.knobs().items()
-            if PROFILES["torch"].config.knobs()[k] != v}
+    diff = {
+        k: v for k, v in PROFILES[profile].config.knobs().items() if PROFILES["torch"].config.knobs()[k] != v
+    }
     ad = ReferenceAdapter(diff, name=f"as-{profile}")
     ex = Executor(ad)
-    scen = {"mlx": "frozen", "keras3": "eps_dominated", "paper": "warmup_cosine",
-            "hf_legacy": "finetune_decay"}[profile]
+    scen = {
+        "mlx": "frozen",
+        "keras3": "eps_dominated",
+        "paper": "warmup_cosine",
+        "hf_legacy": "finetune_decay",
+    }[profile]
     case = ex.run(CaseSpec("p", "emulated", "cpu", "float64", scen, "free", 0))
     assert case["verdict"] == "divergent"
     diag = case["diagnosis"]

@@ -23,8 +23,20 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    rc = main(["run", "--adapter", "reference", "--quick", "--dtype", "float32", "--out",
-               str(out), "--no-progress", "--no-render"])
+    rc = main(
+        [
+            "run",
+            "--adapter",
+            "reference",
+            "--quick",
+            "--dtype",
+            "float32",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-render",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -93,17 +105,33 @@ def _pytest(args: list[str], env: dict[str, str] | None = None) -> subprocess.Co
     e = dict(os.environ)
     e.pop("ADAMW_CONFORMANCE_ADAPTER", None)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "pytest", "conformance/test_suite.py",
-                           "-p", "no:cacheprovider", *args], cwd=ROOT, env=e,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "conformance/test_suite.py", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_pytest_entry_with_adapter_option_and_expectation_files(tmp_path: Path) -> None:
     skips = tmp_path / "skips.txt"
     skips.write_text("# adopter-owned\nzero_grad_decay  # known\nno-such-case\n")
-    r = _pytest(["--adapter", "reference", "--conformance-scenario", "basic",
-                 "--conformance-scenario", "zero_grad_decay", "--conformance-dtype", "float32",
-                 "--skips-file", str(skips)])
+    r = _pytest(
+        [
+            "--adapter",
+            "reference",
+            "--conformance-scenario",
+            "basic",
+            "--conformance-scenario",
+            "zero_grad_decay",
+            "--conformance-dtype",
+            "float32",
+            "--skips-file",
+            str(skips),
+        ]
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 passed, 2 skipped" in r.stdout
     assert "'no-such-case' matches no test" in r.stdout
@@ -113,9 +141,12 @@ def test_pytest_entry_with_adapter_option_and_expectation_files(tmp_path: Path) 
 def test_pytest_entry_env_var_flags_planted_bug(tmp_path: Path) -> None:
     (tmp_path / "planted_mod.py").write_text(
         "from adapters.reference.adapter import planted_adapter\n"
-        "def factory():\n    return planted_adapter('decay_scaling', 'unscaled')\n")
-    env = {"ADAMW_CONFORMANCE_ADAPTER": "planted_mod:factory",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+        "def factory():\n    return planted_adapter('decay_scaling', 'unscaled')\n"
+    )
+    env = {
+        "ADAMW_CONFORMANCE_ADAPTER": "planted_mod:factory",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
     r = _pytest(["--conformance-scenario", "basic", "--conformance-dtype", "float64"], env)
     assert r.returncode == 1
     assert "2 failed" in r.stdout and "decay_scaling" in r.stdout

@@ -14,9 +14,29 @@ def test_run_closed_loop_appends_cases(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("sklearn")
     out = tmp_path / "out"
-    rc = main(["run", "--adapter", "torch", "--implementation", "foreach", "--scenario", "basic",
-               "--dtype", "float64", "--mode", "free", "--out", str(out), "--no-progress",
-               "--no-render", "--no-diagnose", "--closed-loop", "--closed-loop-steps", "10"])
+    rc = main(
+        [
+            "run",
+            "--adapter",
+            "torch",
+            "--implementation",
+            "foreach",
+            "--scenario",
+            "basic",
+            "--dtype",
+            "float64",
+            "--mode",
+            "free",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-render",
+            "--no-diagnose",
+            "--closed-loop",
+            "--closed-loop-steps",
+            "10",
+        ]
+    )
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     loop = [c for c in report["cases"] if c["mode"] == "closed_loop"]
     assert {c["scenario"] for c in loop} == {"logreg", "mlp"}, [c["id"] for c in loop]

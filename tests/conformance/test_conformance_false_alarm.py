@@ -38,8 +38,17 @@ def test_torch_adamw_no_false_alarm_over_20_seeds(torch_adapter: object, impl: s
     ex = Executor(torch_adapter)  # type: ignore[arg-type]
     scen = select(["basic", "eps_dominated", "warmup_cosine", "amsgrad", "zero_grad_decay"])
     seeds = SEEDS if impl != "fused" else SEEDS[:5]  # fused CPU kernels are slow to launch
-    cases = plan(torch_adapter, "torch", scen, seeds=seeds,  # type: ignore[arg-type]
-                 modes=("free",), implementations=[impl])
-    bad = [(r["id"], r["bound"].get("max_ratio"), r["error"])
-           for r in (ex.run(c) for c in cases) if r["verdict"] not in PASSING]
+    cases = plan(
+        torch_adapter,
+        "torch",
+        scen,
+        seeds=seeds,  # type: ignore[arg-type]
+        modes=("free",),
+        implementations=[impl],
+    )
+    bad = [
+        (r["id"], r["bound"].get("max_ratio"), r["error"])
+        for r in (ex.run(c) for c in cases)
+        if r["verdict"] not in PASSING
+    ]
     assert not bad

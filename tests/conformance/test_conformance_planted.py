@@ -53,8 +53,11 @@ def test_planted_bug_is_flagged_and_named(knob: str, value: object, dtype: str) 
     assert diag is not None and diag["explained_by"] is not None, diag
     named = diag["explained_by"]
     # A profile whose only difference is the planted knob names it as well (detail text).
-    assert named == _name(knob, value) or _name(knob, value) in diag["detail"] or (
-        diag["kind"] == "profile" and knob in str(diag["detail"]).replace(" ", "_")), diag
+    assert (
+        named == _name(knob, value)
+        or _name(knob, value) in diag["detail"]
+        or (diag["kind"] == "profile" and knob in str(diag["detail"]).replace(" ", "_"))
+    ), diag
 
 
 def test_unmodified_reference_never_flags_planted_knob_scenarios() -> None:

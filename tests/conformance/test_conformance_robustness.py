@@ -55,17 +55,20 @@ def plugin_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "bad_adapters.py").write_text(PLUGIN)
     (tmp_path / "broken_import.py").write_text("raise ImportError('libcuda.so.1 not found')\n")
     root = str(Path(__file__).resolve().parents[2])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), root,
-                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), root, os.environ.get("PYTHONPATH", "")]))
     return tmp_path
 
 
 def test_crash_hang_and_import_failure_become_error_rows(plugin_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = ["--scenario", "basic", "--scenario", "zero_grad_decay", "--dtype", "float64",
-            "--mode", "free"]
-    runner = Runner(["bad_adapters:crash", "bad_adapters:hang", "broken_import:X", "reference"],
-                    out, args, jobs=2, timeout=8.0)
+    args = ["--scenario", "basic", "--scenario", "zero_grad_decay", "--dtype", "float64", "--mode", "free"]
+    runner = Runner(
+        ["bad_adapters:crash", "bad_adapters:hang", "broken_import:X", "reference"],
+        out,
+        args,
+        jobs=2,
+        timeout=8.0,
+    )
     report = runner.run()
     on_disk = json.loads((out / "report.json").read_text())
     rp.validate(on_disk)
@@ -94,8 +97,9 @@ def test_worker_writes_lines_incrementally(tmp_path: Path) -> None:
     from conformance.worker import main
 
     out = tmp_path / "r.jsonl"
-    assert main(["--adapter", "reference", "--out", str(out), "--scenario", "basic",
-                 "--dtype", "float32"]) == 0
+    assert (
+        main(["--adapter", "reference", "--out", str(out), "--scenario", "basic", "--dtype", "float32"]) == 0
+    )
     kinds = [json.loads(line)["type"] for line in out.read_text().splitlines()]
     assert kinds == ["start", "case", "case", "done"]
 
@@ -107,4 +111,3 @@ def test_worker_reports_unloadable_adapter(tmp_path: Path) -> None:
     assert main(["--adapter", "no_such_module_xyz:Adapter", "--out", str(out)]) == 2
     msg = json.loads(out.read_text().splitlines()[0])
     assert msg["type"] == "fatal" and "no_such_module_xyz" in msg["error"]
-

@@ -20,9 +20,29 @@ from conformance.cli import main
 def test_torch_float32_subnormal_gradients_within_bound(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     out = tmp_path / "out"
-    main(["run", "--adapter", "torch", "--implementation", "forloop",
-          "--scenario", "tiny_magnitudes", "--dtype", "float32", "--seeds", "2",
-          "--mode", "free", "--out", str(out), "--no-progress", "--no-render", "--no-diagnose"])
+    main(
+        [
+            "run",
+            "--adapter",
+            "torch",
+            "--implementation",
+            "forloop",
+            "--scenario",
+            "tiny_magnitudes",
+            "--dtype",
+            "float32",
+            "--seeds",
+            "2",
+            "--mode",
+            "free",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-render",
+            "--no-diagnose",
+        ]
+    )
     cases = json.loads((out / "report.json").read_text(encoding="utf-8"))["cases"]
     assert cases and all(c["verdict"] in ("exact", "within_bound") for c in cases), [
-        (c["id"], c["verdict"], c.get("first_divergence")) for c in cases]
+        (c["id"], c["verdict"], c.get("first_divergence")) for c in cases
+    ]

@@ -18,37 +18,77 @@ def _case(cid: str, verdict: str, **kw: Any) -> dict[str, Any]:
     adapter, rest = cid.split("[", 1)
     impl = rest.split("]", 1)[0]
     case: dict[str, Any] = {
-        "id": cid, "adapter": adapter, "implementation": impl, "device": "cpu",
-        "dtype": "float64", "scenario": "basic", "mode": "free", "profile": "torch", "seed": 0,
-        "steps": 3, "verdict": verdict, "acceptable_flag": None,
+        "id": cid,
+        "adapter": adapter,
+        "implementation": impl,
+        "device": "cpu",
+        "dtype": "float64",
+        "scenario": "basic",
+        "mode": "free",
+        "profile": "torch",
+        "seed": 0,
+        "steps": 3,
+        "verdict": verdict,
+        "acceptable_flag": None,
         "metrics": {"w": {"max_abs": 1e-6, "max_rel": 2.5e-6, "max_ulp": 9.0}},
-        "bound": {}, "first_divergence": None, "diagnosis": None, "error": None,
-        "repro": f"adamw-conformance run --adapter {adapter} | x", "series": {"step": [1],
-                                                                            "err": [7.0]},
-        "duration_s": 0.1}
+        "bound": {},
+        "first_divergence": None,
+        "diagnosis": None,
+        "error": None,
+        "repro": f"adamw-conformance run --adapter {adapter} | x",
+        "series": {"step": [1], "err": [7.0]},
+        "duration_s": 0.1,
+    }
     case.update(kw)
     return case
 
 
 def _report(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            "envelope": {"suite_version": "0", "spec_version": "1", "commit": "abc",
-                         "created": "2026-01-01", "command": "adamw-conformance run",
-                         "python": "3.11", "platform": "linux", "frameworks": {"torch": "2"},
-                         "devices": [{"kind": "cpu", "model": "x", "driver": None,
-                                      "runtime": None}],
-                         "precision": {}, "seeds": [0], "env": {}},
-            "cases": cases}
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "envelope": {
+            "suite_version": "0",
+            "spec_version": "1",
+            "commit": "abc",
+            "created": "2026-01-01",
+            "command": "adamw-conformance run",
+            "python": "3.11",
+            "platform": "linux",
+            "frameworks": {"torch": "2"},
+            "devices": [{"kind": "cpu", "model": "x", "driver": None, "runtime": None}],
+            "precision": {},
+            "seeds": [0],
+            "env": {},
+        },
+        "cases": cases,
+    }
 
 
 def test_markdown_lists_counts_and_every_finding_sorted() -> None:
-    cases = [_case("torch[fused]-cpu-float64-basic-free-s0", "within_bound"),
-             _case("b[x]-cpu-float64-basic-free-s0", "divergent",
-                   first_divergence={"step": 4, "param": "w", "index": [1], "expected": 1.0,
-                                     "got": 1.1, "abs_err": 0.1, "ulp": 3.0},
-                   diagnosis={"explained_by": "profile keras3", "kind": "profile",
-                              "detail": "matches profile keras3", "candidates": []}),
-             _case("a[y]-cpu-float64-basic-free-s0", "error", error="RuntimeError: boom")]
+    cases = [
+        _case("torch[fused]-cpu-float64-basic-free-s0", "within_bound"),
+        _case(
+            "b[x]-cpu-float64-basic-free-s0",
+            "divergent",
+            first_divergence={
+                "step": 4,
+                "param": "w",
+                "index": [1],
+                "expected": 1.0,
+                "got": 1.1,
+                "abs_err": 0.1,
+                "ulp": 3.0,
+            },
+            diagnosis={
+                "explained_by": "profile keras3",
+                "kind": "profile",
+                "detail": "matches profile keras3",
+                "candidates": [],
+            },
+        ),
+        _case("a[y]-cpu-float64-basic-free-s0", "error", error="RuntimeError: boom"),
+    ]
     text = render_markdown(_report(cases), title="T")
     assert text.startswith("# T\n")
     # one verdict row per adapter/impl/device/dtype, counts in the verdict's column
@@ -69,13 +109,17 @@ def test_no_findings_says_none() -> None:
 
 def test_mark_expected_flags_matches_and_reports_fixed_and_not_run(tmp_path: Path) -> None:
     f = tmp_path / "known.txt"
-    f.write_text("# comment\nk[d]-cpu-float64-  # trailing comment\nz[q]-cuda-\n"
-                 "t[i]-cpu-float64-basic\n", encoding="utf-8")
+    f.write_text(
+        "# comment\nk[d]-cpu-float64-  # trailing comment\nz[q]-cuda-\nt[i]-cpu-float64-basic\n",
+        encoding="utf-8",
+    )
     entries = read_entries(str(f))
     assert entries == ["k[d]-cpu-float64-", "z[q]-cuda-", "t[i]-cpu-float64-basic"]
-    cases = [_case("k[d]-cpu-float64-basic-free-s0", "divergent"),
-             _case("t[i]-cpu-float64-basic-free-s0", "within_bound"),
-             _case("u[j]-cpu-float64-basic-free-s0", "divergent")]
+    cases = [
+        _case("k[d]-cpu-float64-basic-free-s0", "divergent"),
+        _case("t[i]-cpu-float64-basic-free-s0", "within_bound"),
+        _case("u[j]-cpu-float64-basic-free-s0", "divergent"),
+    ]
     fixed, not_run = mark_expected(cases, entries)
     assert cases[0]["expected"] == "k[d]-cpu-float64-"
     assert "expected" not in cases[1] and "expected" not in cases[2]
@@ -84,31 +128,51 @@ def test_mark_expected_flags_matches_and_reports_fixed_and_not_run(tmp_path: Pat
 
 def test_cli_summary_writes_markdown(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "report.json").write_text(json.dumps(_report(
-        [_case("t[i]-cpu-float64-basic-free-s0", "divergent")])), encoding="utf-8")
+    (tmp_path / "r" / "report.json").write_text(
+        json.dumps(_report([_case("t[i]-cpu-float64-basic-free-s0", "divergent")])), encoding="utf-8"
+    )
     out = tmp_path / "s.md"
     assert main(["summary", str(tmp_path / "r"), "--title", "X", "--md", str(out)]) == 0
     assert out.read_text(encoding="utf-8").startswith("# X")
 
 
 @pytest.mark.parametrize(("known", "status"), [("", 1), ("-cpu-float64-eps_dominated-free-", 0)])
-def test_run_exit_status_honours_known_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                known: str, status: int) -> None:
+def test_run_exit_status_honours_known_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: str, status: int
+) -> None:
     # A planted eps-placement bug, plugged in through the adapter protocol, diverges; listed as
     # a known finding it stays in the report (marked expected) and no longer fails the exit code.
     pytest.importorskip("numpy")
     (tmp_path / "planted_known.py").write_text(
         "from adapters.reference.adapter import planted_adapter\n"
-        "def factory():\n    return planted_adapter('eps_placement', 'before_bias_correction')\n")
+        "def factory():\n    return planted_adapter('eps_placement', 'before_bias_correction')\n"
+    )
     root = Path(__file__).resolve().parents[2]
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{root}")
     monkeypatch.syspath_prepend(str(tmp_path))
     f = tmp_path / "known.txt"
     f.write_text(known + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    rc = main(["run", "--adapter", "planted_known:factory", "--scenario", "eps_dominated",
-               "--dtype", "float64", "--mode", "free", "--out", str(out), "--no-progress",
-               "--no-render", "--no-diagnose", "--xfails-file", str(f)])
+    rc = main(
+        [
+            "run",
+            "--adapter",
+            "planted_known:factory",
+            "--scenario",
+            "eps_dominated",
+            "--dtype",
+            "float64",
+            "--mode",
+            "free",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-render",
+            "--no-diagnose",
+            "--xfails-file",
+            str(f),
+        ]
+    )
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     divergent = [c for c in report["cases"] if c["verdict"] == "divergent"]
     assert divergent, [(c["id"], c["verdict"], c.get("error")) for c in report["cases"]]

@@ -47,7 +47,7 @@ def test_teacher_forced_bound_covers_the_rounded_forced_state_of_a_frozen_param(
     b = tolerance.step_bounds(cfg, ref, grads, spec, "teacher_forced")
     t = next(i for i in range(len(grads)) if grads[i]["frozen"] is None)
     theta = np.abs(ref[t + 1].params["frozen"])
-    assert np.all(b[t]["frozen"] >= 2.0 ** -24 * theta) and np.all(b[t]["frozen"] > 0)
+    assert np.all(b[t]["frozen"] >= 2.0**-24 * theta) and np.all(b[t]["frozen"] > 0)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,8 @@ def torch_adapter() -> Any:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_torch_frozen_teacher_forced_conforms(torch_adapter: Any, dtype: str) -> None:
     case = Executor(torch_adapter, diagnose=False).run(
-        CaseSpec("torch", "foreach", "cpu", dtype, "frozen", "teacher_forced", 0))
+        CaseSpec("torch", "foreach", "cpu", dtype, "frozen", "teacher_forced", 0)
+    )
     assert case["verdict"] in ("exact", "within_bound"), case
 
 
@@ -86,6 +87,7 @@ class _GlobalCountOnly:
 
 def test_global_count_adapter_is_skipped_with_reason(torch_adapter: Any) -> None:
     case = Executor(_GlobalCountOnly(torch_adapter), diagnose=False).run(  # type: ignore[arg-type]
-        CaseSpec("torch", "foreach", "cpu", "float64", "frozen", "teacher_forced", 0))
+        CaseSpec("torch", "foreach", "cpu", "float64", "frozen", "teacher_forced", 0)
+    )
     assert case["verdict"] == "skipped", case
     assert "per-parameter step counts" in case["error"]

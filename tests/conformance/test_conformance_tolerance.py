@@ -32,11 +32,15 @@ def _binary32_trajectory(sc_id: str, seed: int) -> tuple[list[dict[str, np.ndarr
     cfg = sc.config(get_profile("torch").config)
     p0, grads = sc.inputs(seed)
     flat = {k: [float(x) for x in round_to(v, "float32").ravel()] for k, v in p0.items()}
-    gs = [{k: None if v is None else [float(x) for x in round_to(v, "float32").ravel()]
-           for k, v in g.items()} for g in grads]
+    gs = [
+        {k: None if v is None else [float(x) for x in round_to(v, "float32").ravel()] for k, v in g.items()}
+        for g in grads
+    ]
     tr = run_trajectory(flat, gs, cfg, BINARY32_ARITHMETIC)
-    got = [{k: np.array(v, dtype=np.float64).reshape(np.shape(p0[k])) for k, v in p.items()}
-           for p in tr.params[1:]]
+    got = [
+        {k: np.array(v, dtype=np.float64).reshape(np.shape(p0[k])) for k, v in p.items()}
+        for p in tr.params[1:]
+    ]
     ref = reference_points(cfg, p0, grads, "float32")
     spec = tolerance.spec_for("float32")
     bounds = tolerance.step_bounds(cfg, ref, grads, spec, "free")
@@ -92,8 +96,9 @@ def test_ulp_of_matches_numpy_spacing(dtype: str) -> None:
     with np.errstate(over="ignore"):
         x = (rng.standard_normal(200) * 10.0 ** rng.integers(-30, 30, 200)).astype(dtype)
     x = x[np.isfinite(x) & (x != 0)]
-    np.testing.assert_array_equal(cmp.ulp_of(x.astype(np.float64), dtype),
-                                  np.abs(np.spacing(x)).astype(np.float64))
+    np.testing.assert_array_equal(
+        cmp.ulp_of(x.astype(np.float64), dtype), np.abs(np.spacing(x)).astype(np.float64)
+    )
 
 
 def test_abs_err_ieee_special_values() -> None:

@@ -22,13 +22,24 @@ NASTY_REPRO = "pytest -k 'torch<foreach>' && echo \"a&b\" <script>alert(1)</scri
 
 def _case(verdict: str, scenario: str = "basic", **kw: Any) -> dict[str, Any]:
     case: dict[str, Any] = {
-        "id": f"torch[foreach]-cpu-float32-{scenario}-free-s0-{verdict}", "adapter": "torch",
-        "implementation": "foreach", "device": "cpu", "dtype": "float32",
-        "scenario": scenario, "mode": "free", "profile": "torch", "seed": 0, "steps": 5,
-        "verdict": verdict, "acceptable_flag": None,
+        "id": f"torch[foreach]-cpu-float32-{scenario}-free-s0-{verdict}",
+        "adapter": "torch",
+        "implementation": "foreach",
+        "device": "cpu",
+        "dtype": "float32",
+        "scenario": scenario,
+        "mode": "free",
+        "profile": "torch",
+        "seed": 0,
+        "steps": 5,
+        "verdict": verdict,
+        "acceptable_flag": None,
         "metrics": {"w": {"max_abs": 1e-7, "max_rel": 1e-6, "max_ulp": 2.0}},
-        "bound": {"kind": "ref_vs_impl"}, "first_divergence": None, "diagnosis": None,
-        "error": None, "repro": "python -m conformance run --case x",
+        "bound": {"kind": "ref_vs_impl"},
+        "first_divergence": None,
+        "diagnosis": None,
+        "error": None,
+        "repro": "python -m conformance run --case x",
         "series": {"step": [1, 2, 3, 4, 5], "err": [0.1, 0.2, 0.05, 0.3, 0.2]},
         "duration_s": 0.1,
     }
@@ -42,27 +53,62 @@ def report() -> dict[str, Any]:
         _case("within_bound"),
         _case("within_bound", scenario="schedule"),
         _case("acceptable", scenario="schedule", acceptable_flag="bias_correction_offset"),
-        _case("divergent", scenario="amsgrad", repro=NASTY_REPRO,
-              metrics={"w": {"max_abs": float("nan"), "max_rel": float("nan"),
-                             "max_ulp": float("nan")}},
-              series={"step": [1, 2, 3], "err": [0.5, float("nan"), 4.0]},
-              first_divergence={"step": 2, "param": "w", "index": [0], "expected": 1.0,
-                                "got": float("nan"), "abs_err": float("nan"),
-                                "ulp": float("nan")},
-              diagnosis={"explained_by": None, "kind": None, "detail": "<b>unexplained</b>",
-                         "candidates": [{"name": "eps_placement=inside", "score": 3.0}]}),
-        {"id": "optax-error", "adapter": "optax", "verdict": "error",
-         "error": "RuntimeError: <boom>", "scenario": "basic"},  # most fields missing
-        _case("skipped", adapter="mlx", implementation="default", error="no amsgrad",
-              series={"step": [], "err": []}),
-        _case("exact", adapter="reference", implementation="binary64", dtype="float64",
-              series={"step": [1, 2], "err": [0.0, 0.0]}),  # zero errors: nothing on log y
+        _case(
+            "divergent",
+            scenario="amsgrad",
+            repro=NASTY_REPRO,
+            metrics={"w": {"max_abs": float("nan"), "max_rel": float("nan"), "max_ulp": float("nan")}},
+            series={"step": [1, 2, 3], "err": [0.5, float("nan"), 4.0]},
+            first_divergence={
+                "step": 2,
+                "param": "w",
+                "index": [0],
+                "expected": 1.0,
+                "got": float("nan"),
+                "abs_err": float("nan"),
+                "ulp": float("nan"),
+            },
+            diagnosis={
+                "explained_by": None,
+                "kind": None,
+                "detail": "<b>unexplained</b>",
+                "candidates": [{"name": "eps_placement=inside", "score": 3.0}],
+            },
+        ),
+        {
+            "id": "optax-error",
+            "adapter": "optax",
+            "verdict": "error",
+            "error": "RuntimeError: <boom>",
+            "scenario": "basic",
+        },  # most fields missing
+        _case(
+            "skipped",
+            adapter="mlx",
+            implementation="default",
+            error="no amsgrad",
+            series={"step": [], "err": []},
+        ),
+        _case(
+            "exact",
+            adapter="reference",
+            implementation="binary64",
+            dtype="float64",
+            series={"step": [1, 2], "err": [0.0, 0.0]},
+        ),  # zero errors: nothing on log y
     ]
-    return {"schema": "adamw-conformance/report", "schema_version": "1.0",
-            "envelope": {"suite_version": "0.1", "commit": None, "command": "run <all>",
-                         "frameworks": {"torch": "2.13.0"},
-                         "devices": [{"kind": "cpu", "model": "x86"}]},
-            "cases": cases}
+    return {
+        "schema": "adamw-conformance/report",
+        "schema_version": "1.0",
+        "envelope": {
+            "suite_version": "0.1",
+            "commit": None,
+            "command": "run <all>",
+            "frameworks": {"torch": "2.13.0"},
+            "devices": [{"kind": "cpu", "model": "x86"}],
+        },
+        "cases": cases,
+    }
 
 
 def test_terminal_table_and_summary_counts(report: dict[str, Any]) -> None:
@@ -85,8 +131,7 @@ def test_terminal_table_and_summary_counts(report: dict[str, Any]) -> None:
 def test_plots_are_valid_pngs(report: dict[str, Any], tmp_path: Path) -> None:
     paths = render_plots(report, tmp_path)
     names = sorted(p.name for p in paths)
-    assert names == ["scenario-amsgrad.png", "scenario-basic.png", "scenario-schedule.png",
-                     "verdicts.png"]
+    assert names == ["scenario-amsgrad.png", "scenario-basic.png", "scenario-schedule.png", "verdicts.png"]
     for p in paths:
         assert p.read_bytes()[:8] == PNG_MAGIC
 

@@ -136,8 +136,9 @@ def test_lambda_star_cancels_residual_momentum(scaling: DecayScaling) -> None:
     lam = lambda_star(theta, u, lr, scaling)
     cfg = get_profile("torch").config.replace(lr=lr, decay_scaling=scaling)
     for factor, sign in [(1.0, 0), (2.0, -1), (0.5, 1)]:
-        new, _ = step({"w": (theta,)}, {"w": (0.0,)}, residual_state(m, v, t),
-                      cfg.replace(weight_decay=lam * factor))
+        new, _ = step(
+            {"w": (theta,)}, {"w": (0.0,)}, residual_state(m, v, t), cfg.replace(weight_decay=lam * factor)
+        )
         d = new["w"][0] - theta
         if sign == 0:
             # theta(1 - s) - lr u with s*theta = -lr u: ~8 roundings each of size <= u*theta
@@ -145,8 +146,7 @@ def test_lambda_star_cancels_residual_momentum(scaling: DecayScaling) -> None:
         else:
             assert math.copysign(1, d) == sign and abs(d) > 1e-6
     # and adam_direction_zero_grad is the reference's own u: with wd = 0, theta1 = theta - lr u
-    new, _ = step({"w": (theta,)}, {"w": (0.0,)}, residual_state(m, v, t),
-                  cfg.replace(weight_decay=0.0))
+    new, _ = step({"w": (theta,)}, {"w": (0.0,)}, residual_state(m, v, t), cfg.replace(weight_decay=0.0))
     assert (theta - new["w"][0]) / lr == pytest.approx(u, rel=1e-12)
 
 

@@ -29,7 +29,10 @@ EXAMPLE = ROOT / "docs" / "examples" / "case_basic.json"
 
 def base_case() -> dict[str, Any]:
     return {
-        "format": "adamw-ref/case", "version": 1, "name": "t", "profile": "torch",
+        "format": "adamw-ref/case",
+        "version": 1,
+        "name": "t",
+        "profile": "torch",
         "config": {"lr": 0.01, "weight_decay": 0.1},
         "arithmetic": "float64",
         "params": {"w": [1.0, "-0x1.0p+1"], "b": [0.5]},
@@ -42,12 +45,17 @@ def test_example_case_matches_the_python_api() -> None:
     doc = json.loads(EXAMPLE.read_text())
     out = run_case(doc)
     cfg = get_profile("torch").config.replace(
-        lr=0.01, weight_decay=0.1, lr_schedule=LinearWarmup(2, start=0.5),
-        groups=(ParamGroup(names=("bias",), weight_decay=0.0),))
+        lr=0.01,
+        weight_decay=0.1,
+        lr_schedule=LinearWarmup(2, start=0.5),
+        groups=(ParamGroup(names=("bias",), weight_decay=0.0),),
+    )
     params = {"weight": [1.0, -2.0, 0.75], "bias": [0.5]}
-    grads = [{"weight": [0.1, -0.2, 0.3], "bias": [1.0]},
-             {"weight": [0.05, 0.0, -0.1], "bias": None},
-             {"weight": [-0.1, 0.2, 0.0], "bias": [-1.0]}]
+    grads = [
+        {"weight": [0.1, -0.2, 0.3], "bias": [1.0]},
+        {"weight": [0.05, 0.0, -0.1], "bias": None},
+        {"weight": [-0.1, 0.2, 0.0], "bias": [-1.0]},
+    ]
     traj = run_trajectory(params, grads, cfg)
     steps = trajectory_from_json(json.loads(json.dumps(out)))
     assert len(steps) == 4
@@ -63,10 +71,12 @@ def test_float32_and_decimal_arithmetic() -> None:
     case = base_case()
     case["arithmetic"] = "float32"
     out = trajectory_from_json(run_case(case))
-    traj = run_trajectory({"w": [1.0, -2.0], "b": [0.5]},
-                          [{"w": [0.1, 0.2], "b": [1.0]}, {"w": [0.1875, -0.1], "b": None}],
-                          get_profile("torch").config.replace(lr=0.01, weight_decay=0.1),
-                          BINARY32_ARITHMETIC)
+    traj = run_trajectory(
+        {"w": [1.0, -2.0], "b": [0.5]},
+        [{"w": [0.1, 0.2], "b": [1.0]}, {"w": [0.1875, -0.1], "b": None}],
+        get_profile("torch").config.replace(lr=0.01, weight_decay=0.1),
+        BINARY32_ARITHMETIC,
+    )
     assert out[-1]["params"] == traj.params[-1]
     case["arithmetic"] = "decimal:50"
     case["params"]["b"] = ["dec:0.5000000000000000000000000001"]
@@ -81,12 +91,17 @@ def test_float32_and_decimal_arithmetic() -> None:
 def test_special_gradient_strings_and_schedules_block() -> None:
     case = base_case()
     case["grads"][1]["w"] = ["nan", "-inf"]
-    case["schedules"] = {"lr": {"kind": "step_decay", "step_size": 1, "gamma": 0.5},
-                         "weight_decay": {"kind": "delayed", "until": 1}}
+    case["schedules"] = {
+        "lr": {"kind": "step_decay", "step_size": 1, "gamma": 0.5},
+        "weight_decay": {"kind": "delayed", "until": 1},
+    }
     out = run_case(case)
     assert out["config"]["lr_schedule"]["kind"] == "step_decay"
-    assert out["config"]["wd_schedule"] == {"kind": "delayed", "until": 1,
-                                           "then": {"kind": "constant", "value": 1.0}}
+    assert out["config"]["wd_schedule"] == {
+        "kind": "delayed",
+        "until": 1,
+        "then": {"kind": "constant", "value": 1.0},
+    }
     w = trajectory_from_json(out)[-1]["params"]["w"]
     assert math.isnan(w[0]) and math.isnan(w[1])
 

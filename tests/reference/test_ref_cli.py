@@ -26,27 +26,61 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_explain_prints_the_hand_values(capsys: pytest.CaptureFixture[str]) -> None:
     # the dyadic step of test_ref_hand: u = 3/4, theta1 = 27/32 = 0.84375
-    code, out, _ = run(capsys, "explain", "--profile", "torch", "--lr", "0.125",
-                       "--weight-decay", "0.5", "--beta1", "0.5", "--beta2", "0.75",
-                       "--eps", "0.25", "--param", "1.0", "--grad", "0.75")
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "--profile",
+        "torch",
+        "--lr",
+        "0.125",
+        "--weight-decay",
+        "0.5",
+        "--beta1",
+        "0.5",
+        "--beta2",
+        "0.75",
+        "--eps",
+        "0.25",
+        "--param",
+        "1.0",
+        "--grad",
+        "0.75",
+    )
     assert code == 0
-    lines = {ln.split("=")[0].strip(): ln.rsplit("= ", 1)[1] for ln in out.splitlines()
-             if "= " in ln and ln.startswith("    ")}
+    lines = {
+        ln.split("=")[0].strip(): ln.rsplit("= ", 1)[1]
+        for ln in out.splitlines()
+        if "= " in ln and ln.startswith("    ")
+    }
     assert lines["u"] == "0.75" and lines["theta_t"] == "0.84375"
     assert lines["m"] == "0.375" and lines["v"] == "0.140625" and lines["denom"] == "1.0"
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-def test_explain_json_final_param_equals_step(capsys: pytest.CaptureFixture[str],
-                                              profile: str) -> None:
-    code, out, _ = run(capsys, "explain", "--profile", profile, "--lr", "1e-3",
-                       "--weight-decay", "0.01", "--param", "1.0,-0.5", "--grad", "0.1,0.3",
-                       "--steps", "3", "--dtype", "float32", "--json")
+def test_explain_json_final_param_equals_step(capsys: pytest.CaptureFixture[str], profile: str) -> None:
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "--profile",
+        profile,
+        "--lr",
+        "1e-3",
+        "--weight-decay",
+        "0.01",
+        "--param",
+        "1.0,-0.5",
+        "--grad",
+        "0.1,0.3",
+        "--steps",
+        "3",
+        "--dtype",
+        "float32",
+        "--json",
+    )
     assert code == 0
     doc = json.loads(out)
     cfg = get_profile(profile).config.replace(lr=1e-3, weight_decay=0.01)
-    traj = run_trajectory({"theta": [1.0, -0.5]}, [{"theta": [0.1, 0.3]}] * 3, cfg,
-                          BINARY32_ARITHMETIC)
+    traj = run_trajectory({"theta": [1.0, -0.5]}, [{"theta": [0.1, 0.3]}] * 3, cfg, BINARY32_ARITHMETIC)
     got = [float(x) for x in doc["steps"][-1]["params"]["theta"]["theta"]]
     assert got == list(traj.params[3]["theta"])
 
@@ -57,8 +91,19 @@ def test_explain_from_state_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     _, st = step(p, {"k": [0.5]}, init(p, cfg), cfg)
     path = tmp_path / "state.json"
     path.write_text(json.dumps(state_to_json(st)))
-    code, out, _ = run(capsys, "explain", "--profile", "keras3", "--param", "2.0",
-                       "--grad", "-0.25", "--state-json", str(path), "--json")
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "--profile",
+        "keras3",
+        "--param",
+        "2.0",
+        "--grad",
+        "-0.25",
+        "--state-json",
+        str(path),
+        "--json",
+    )
     assert code == 0
     doc = json.loads(out)
     expected, _ = step({"k": [2.0]}, {"k": [-0.25]}, st, cfg)
@@ -67,8 +112,17 @@ def test_explain_from_state_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_explain_set_knob_and_hex(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "explain", "--set", "decay_form=proximal",
-                       "--set", "decay_timing=after_step", "--set", "amsgrad=true", "--hex")
+    code, out, _ = run(
+        capsys,
+        "explain",
+        "--set",
+        "decay_form=proximal",
+        "--set",
+        "decay_timing=after_step",
+        "--set",
+        "amsgrad=true",
+        "--hex",
+    )
     assert code == 0 and "1 + s" in out and "v_max" in out and "[0x" in out
 
 
@@ -89,8 +143,7 @@ def test_profiles_and_knobs(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and json.loads(out)[0]["config"]["bias_correction"] is False
     code, out, _ = run(capsys, "knobs", "--json")
     rows = {r["knob"]: r for r in json.loads(out)}
-    assert set(rows["decay_scaling"]["profiles"]["unscaled"]) == {
-        "tfa", "optimisers_jl_decoupled", "onnx"}
+    assert set(rows["decay_scaling"]["profiles"]["unscaled"]) == {"tfa", "optimisers_jl_decoupled", "onnx"}
     assert rows["eps_placement"]["profiles"]["before_bias_correction"]
     code, out, _ = run(capsys, "knobs")
     assert code == 0 and "schedule_multiplier" in out
@@ -111,8 +164,9 @@ def test_profiles_and_knobs(capsys: pytest.CaptureFixture[str]) -> None:
         (["profiles", "nope"], "profile"),
     ],
 )
-def test_errors_exit_2_without_traceback(capsys: pytest.CaptureFixture[str], argv: list[str],
-                                         needle: str) -> None:
+def test_errors_exit_2_without_traceback(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert err.startswith("adamw-ref: error:") and needle in err
@@ -124,8 +178,9 @@ def test_bad_json_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     bad.write_text("{not json")
     code, _, err = run(capsys, "run", str(bad))
     assert code == 2 and "not valid JSON" in err
-    bad.write_text(json.dumps({"format": "adamw-ref/case", "version": 1, "params": {"w": [1]},
-                               "grads": [{"w": [1, 2]}]}))
+    bad.write_text(
+        json.dumps({"format": "adamw-ref/case", "version": 1, "params": {"w": [1]}, "grads": [{"w": [1, 2]}]})
+    )
     code, _, err = run(capsys, "run", str(bad))
     assert code == 2 and "grads[0].w" in err
 
@@ -153,8 +208,9 @@ def _entry_points(*eps: Any) -> Any:
     return lambda group: made if group == GROUP else []
 
 
-def test_registered_commands_missing(monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_registered_commands_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # no installed package registers the verbs: one line, exit 2, no traceback
     monkeypatch.setattr("adamw_ref.commands.entry_points", _entry_points())
     for argv in (["translate", "--help"], ["vectors", "verify", "--adapter", "torch"]):
@@ -163,18 +219,21 @@ def test_registered_commands_missing(monkeypatch: pytest.MonkeyPatch,
         assert len(err.strip().splitlines()) == 1
 
 
-def test_registered_command_broken(monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("adamw_ref.commands.entry_points",
-                        _entry_points(("translate", "no_such_module_xyz:cli_main")))
+def test_registered_command_broken(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        "adamw_ref.commands.entry_points", _entry_points(("translate", "no_such_module_xyz:cli_main"))
+    )
     code, _, err = run(capsys, "translate")
     assert code == 2 and "cannot be loaded" in err and "no_such_module_xyz" in err
 
 
 def test_registered_command_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     target = f"{__name__}:_fake_command"
-    monkeypatch.setattr("adamw_ref.commands.entry_points",
-                        _entry_points(("translate", target), ("vectors-verify", target)))
+    monkeypatch.setattr(
+        "adamw_ref.commands.entry_points", _entry_points(("translate", target), ("vectors-verify", target))
+    )
     SEEN.clear()
     assert main(["translate", "--from", "torch"]) == 0
     assert main(["vectors", "verify", "--adapter", "x"]) == 0
@@ -195,6 +254,7 @@ def test_console_script_runs() -> None:
     exe = Path(sys.executable).with_name("adamw-ref")
     if not exe.exists():
         pytest.skip("console script not installed in this environment")
-    res = subprocess.run([str(exe), "explain", "--profile", "nope"], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [str(exe), "explain", "--profile", "nope"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr

@@ -166,8 +166,11 @@ def test_amsgrad_raw_v_vs_bias_corrected() -> None:
         # theta2 = theta1 - lr u; the Adam term has <= 6 roundings, the subtraction one more.
         assert_close(traj.params[2]["w"][0], theta1 - F(1, 8) * u, 8, scale=abs(theta1) + u / 8)
     raw = run_trajectory({"w": [0.0]}, grads, base).states[2].v_max
-    cor = run_trajectory({"w": [0.0]}, grads,
-                         base.replace(amsgrad_mode=AmsgradMode.BIAS_CORRECTED_V)).states[2].v_max
+    cor = (
+        run_trajectory({"w": [0.0]}, grads, base.replace(amsgrad_mode=AmsgradMode.BIAS_CORRECTED_V))
+        .states[2]
+        .v_max
+    )
     assert raw == {"w": (0.25,)} and cor == {"w": (1.0,)}
 
 

@@ -63,8 +63,7 @@ def test_binary32_emulation_is_bit_exact_against_numpy_float32() -> None:
     lr, wd, b1, b2, eps = 3e-3, 0.05, 0.9, 0.999, 1e-8
     cfg = get_profile("torch").config.replace(lr=lr, weight_decay=wd, eps=eps)
     theta0 = [f32(rng.uniform(-3, 3)) for _ in range(n)]
-    grads = [[f32(rng.gauss(0, 1) * 10 ** rng.uniform(-4, 1)) for _ in range(n)]
-             for _ in range(steps)]
+    grads = [[f32(rng.gauss(0, 1) * 10 ** rng.uniform(-4, 1)) for _ in range(n)] for _ in range(steps)]
     traj = run_trajectory({"w": theta0}, [{"w": g} for g in grads], cfg, BINARY32_ARITHMETIC)
     for i in range(n):
         th, m, v = np.float32(theta0[i]), np.float32(0), np.float32(0)
@@ -78,10 +77,16 @@ f32s = st.floats(min_value=2.0**-20, max_value=2.0**10, width=32)
 sf32 = st.one_of(st.just(0.0), f32s, f32s.map(lambda x: -x))
 
 
-@given(theta=sf32, g=sf32, m0=sf32, v0=st.one_of(st.just(0.0), st.floats(2.0**-40, 2.0**7, width=32)),
-       t=st.integers(0, 60))
-def test_binary32_within_derived_bound_of_binary64(theta: float, g: float, m0: float, v0: float,
-                                                   t: int) -> None:
+@given(
+    theta=sf32,
+    g=sf32,
+    m0=sf32,
+    v0=st.one_of(st.just(0.0), st.floats(2.0**-40, 2.0**7, width=32)),
+    t=st.integers(0, 60),
+)
+def test_binary32_within_derived_bound_of_binary64(
+    theta: float, g: float, m0: float, v0: float, t: int
+) -> None:
     # Same inputs (binary32 values, binary32 hyperparameters) through the torch profile in
     # binary32 emulation and in binary64. First-order forward error of the binary32 result,
     # with uu = u32 + 2 u64 (covering binary64's own rounding and pow's <= 1 ulp):
@@ -184,8 +189,14 @@ def test_binary64_within_running_bound_of_high_precision_oracle() -> None:
             e_d = e_r + u * d
             uu_t = m_hat / d
             e_u = e_mh / d + abs(uu_t) * e_d / d + u * abs(uu_t)
-            e_th = (c * e_th + abs(th_prev) * e_c + u * abs(th_prev * c) + lr * e_u
-                    + u * lr * abs(uu_t) + u * abs(th))
+            e_th = (
+                c * e_th
+                + abs(th_prev) * e_c
+                + u * abs(th_prev * c)
+                + lr * e_u
+                + u * lr * abs(uu_t)
+                + u * abs(th)
+            )
             err = abs(t64.params[t]["w"][i] - th)
             assert err <= 1.01 * e_th, (i, t, err, e_th)
             worst = max(worst, err)

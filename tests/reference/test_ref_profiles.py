@@ -19,31 +19,51 @@ EXPECTED: dict[str, tuple[float, float, float, dict[str, Any]]] = {
     "torch": (1e-3, 1e-8, 1e-2, {"step_count_scope": "per_parameter"}),
     "keras3": (1e-3, 1e-7, 4e-3, {"eps_placement": "before_bias_correction"}),
     "tf_keras": (1e-3, 1e-7, 4e-3, {"eps_placement": "before_bias_correction"}),
-    "optax": (1e-3, 1e-8, 1e-4, {"decay_form": "added_to_update",
-                                 "amsgrad_mode": "bias_corrected_v"}),
-    "paper": (1e-3, 1e-8, 1e-2, {"decay_scaling": "schedule_multiplier",
-                                 "schedule_count": "post_increment"}),
-    "tfa": (1e-3, 1e-7, 1e-2, {"eps_placement": "before_bias_correction",
-                               "decay_scaling": "unscaled"}),
-    "hf_legacy": (1e-3, 1e-6, 0.0, {"eps_placement": "before_bias_correction",
-                                    "decay_timing": "after_step",
-                                    "step_count_scope": "per_parameter"}),
-    "onnx": (1e-3, 1e-6, 0.0, {"eps_placement": "before_bias_correction",
-                               "decay_scaling": "unscaled", "decay_timing": "after_step"}),
+    "optax": (1e-3, 1e-8, 1e-4, {"decay_form": "added_to_update", "amsgrad_mode": "bias_corrected_v"}),
+    "paper": (1e-3, 1e-8, 1e-2, {"decay_scaling": "schedule_multiplier", "schedule_count": "post_increment"}),
+    "tfa": (1e-3, 1e-7, 1e-2, {"eps_placement": "before_bias_correction", "decay_scaling": "unscaled"}),
+    "hf_legacy": (
+        1e-3,
+        1e-6,
+        0.0,
+        {
+            "eps_placement": "before_bias_correction",
+            "decay_timing": "after_step",
+            "step_count_scope": "per_parameter",
+        },
+    ),
+    "onnx": (
+        1e-3,
+        1e-6,
+        0.0,
+        {
+            "eps_placement": "before_bias_correction",
+            "decay_scaling": "unscaled",
+            "decay_timing": "after_step",
+        },
+    ),
     "mlx": (1e-3, 1e-8, 1e-2, {"bias_correction": False}),
     "apex": (1e-3, 1e-8, 0.0, {"decay_form": "added_to_update"}),
     "optimisers_jl": (1e-3, 1e-8, 0.0, {"decay_form": "added_to_update"}),
-    "optimisers_jl_decoupled": (1e-3, 1e-8, 0.0, {"decay_form": "added_to_update",
-                                                  "decay_scaling": "unscaled"}),
+    "optimisers_jl_decoupled": (
+        1e-3,
+        1e-8,
+        0.0,
+        {"decay_form": "added_to_update", "decay_scaling": "unscaled"},
+    ),
     "proximal": (1e-3, 1e-8, 1e-2, {"decay_form": "proximal", "decay_timing": "after_step"}),
-    "adam_l2": (1e-3, 1e-8, 1e-2, {"decay_form": "coupled_l2",
-                                   "step_count_scope": "per_parameter"}),
+    "adam_l2": (1e-3, 1e-8, 1e-2, {"decay_form": "coupled_l2", "step_count_scope": "per_parameter"}),
 }
 
 BASE_KNOBS = {
-    "eps_placement": "after_bias_correction", "decay_scaling": "lr",
-    "decay_form": "multiplicative", "decay_timing": "before_step", "bias_correction": True,
-    "amsgrad_mode": "raw_v", "schedule_count": "pre_increment", "step_count_scope": "global",
+    "eps_placement": "after_bias_correction",
+    "decay_scaling": "lr",
+    "decay_form": "multiplicative",
+    "decay_timing": "before_step",
+    "bias_correction": True,
+    "amsgrad_mode": "raw_v",
+    "schedule_count": "pre_increment",
+    "step_count_scope": "global",
     "bias_correction_offset": 0,
 }
 
@@ -94,9 +114,10 @@ def _defaults(path: Path, func: str, cls: str | None = None) -> dict[str, Any]:
     args = fn.args
     out: dict[str, Any] = {}
     pos = args.posonlyargs + args.args
-    for a, d in zip(pos[len(pos) - len(args.defaults):], args.defaults):
-        out[a.arg] = ast.literal_eval(d) if isinstance(d, (ast.Constant, ast.Tuple, ast.List,
-                                                           ast.UnaryOp)) else None
+    for a, d in zip(pos[len(pos) - len(args.defaults) :], args.defaults):
+        out[a.arg] = (
+            ast.literal_eval(d) if isinstance(d, (ast.Constant, ast.Tuple, ast.List, ast.UnaryOp)) else None
+        )
     for a, d in zip(args.kwonlyargs, args.kw_defaults):
         if d is not None and isinstance(d, ast.Constant):
             out[a.arg] = d.value
@@ -107,7 +128,12 @@ def test_torch_source() -> None:
     d = _defaults(_package_file("torch", "optim/adamw.py"), "__init__", "AdamW")
     c = get_profile("torch").config
     assert (d["lr"], d["betas"], d["eps"], d["weight_decay"], d["amsgrad"]) == (
-        c.lr, (c.beta1, c.beta2), c.eps, c.weight_decay, c.amsgrad)
+        c.lr,
+        (c.beta1, c.beta2),
+        c.eps,
+        c.weight_decay,
+        c.amsgrad,
+    )
     src = _package_file("torch", "optim/adam.py").read_text()
     assert "param.mul_(1 - lr * weight_decay)" in src  # multiplicative, lr-scaled, before step
     assert "grad = grad.add(param, alpha=weight_decay)" in src  # Adam: coupled L2 (adam_l2)
@@ -118,7 +144,12 @@ def test_keras_source() -> None:
     d = _defaults(_package_file("keras", "src/optimizers/adamw.py"), "__init__", "AdamW")
     c = get_profile("keras3").config
     assert (d["learning_rate"], d["weight_decay"], d["beta_1"], d["beta_2"], d["epsilon"]) == (
-        c.lr, c.weight_decay, c.beta1, c.beta2, c.eps)
+        c.lr,
+        c.weight_decay,
+        c.beta1,
+        c.beta2,
+        c.eps,
+    )
     adam = _package_file("keras", "src/optimizers/adam.py").read_text()
     assert "alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)" in adam  # eps hat
     assert "ops.add(ops.sqrt(v), self.epsilon)" in adam
@@ -131,7 +162,13 @@ def test_optax_source() -> None:
     c = get_profile("optax").config
     assert "learning_rate" not in d  # required
     assert (d["b1"], d["b2"], d["eps"], d["eps_root"], d["weight_decay"], d["nesterov"]) == (
-        c.beta1, c.beta2, c.eps, c.eps_root, c.weight_decay, c.nesterov)
+        c.beta1,
+        c.beta2,
+        c.eps,
+        c.eps_root,
+        c.weight_decay,
+        c.nesterov,
+    )
     transform = _package_file("optax", "_src/transform.py").read_text()
     assert "bias_correction_nu: bool = True" in transform  # optax.amsgrad maxes nu_hat
 
@@ -142,7 +179,11 @@ def test_mlx_source() -> None:
     c = get_profile("mlx").config
     assert "learning_rate" not in d
     assert (d["betas"], d["eps"], d["weight_decay"], d["bias_correction"]) == (
-        [c.beta1, c.beta2], c.eps, c.weight_decay, c.bias_correction)
+        [c.beta1, c.beta2],
+        c.eps,
+        c.weight_decay,
+        c.bias_correction,
+    )
     assert "parameter * (1 - lr * self.weight_decay)" in path.read_text()
 
 

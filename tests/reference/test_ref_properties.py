@@ -29,19 +29,32 @@ signed = st.builds(lambda x, s: x if s else -x, mag, st.booleans())
 vecs = st.lists(signed, min_size=2, max_size=5)
 grad = st.floats(min_value=-10.0, max_value=10.0)
 
-DECOUPLED = ["torch", "keras3", "tf_keras", "tfa", "paper", "hf_legacy", "onnx", "mlx", "optax",
-             "apex", "optimisers_jl", "optimisers_jl_decoupled", "proximal"]
+DECOUPLED = [
+    "torch",
+    "keras3",
+    "tf_keras",
+    "tfa",
+    "paper",
+    "hf_legacy",
+    "onnx",
+    "mlx",
+    "optax",
+    "apex",
+    "optimisers_jl",
+    "optimisers_jl_decoupled",
+    "proximal",
+]
 
 
 def state_with(v: list[float], m: list[float] | None = None, t: int = 5) -> State[float]:
     n = len(v)
-    return State(step=t, param_steps={"w": t}, m={"w": tuple(m or [0.0] * n)},
-                 v={"w": tuple(v)}, v_max=None)
+    return State(step=t, param_steps={"w": t}, m={"w": tuple(m or [0.0] * n)}, v={"w": tuple(v)}, v_max=None)
 
 
 @given(theta=vecs, data=st.data(), lr=st.floats(1e-4, 1e-1), wd=st.floats(1e-3, 1.0))
-def test_decoupled_decay_keeps_direction(theta: list[float], data: st.DataObject, lr: float,
-                                         wd: float) -> None:
+def test_decoupled_decay_keeps_direction(
+    theta: list[float], data: st.DataObject, lr: float, wd: float
+) -> None:
     # Zero gradient and zero momentum (arbitrary, unequal v): the Adam term is 0/denom = 0, so
     # every decoupled profile maps theta to c*theta with ONE scalar c (1-s, 1/(1+s), or
     # 1-lr*wd via theta - lr*(0 + wd*theta)): the direction is kept. Each element carries at most
@@ -56,8 +69,7 @@ def test_decoupled_decay_keeps_direction(theta: list[float], data: st.DataObject
 
 
 @given(theta=vecs, lr=st.floats(1e-4, 1e-1), wd=st.floats(1e-3, 1.0))
-def test_multiplicative_decay_is_the_same_rounded_product(theta: list[float], lr: float,
-                                                          wd: float) -> None:
+def test_multiplicative_decay_is_the_same_rounded_product(theta: list[float], lr: float, wd: float) -> None:
     # torch from rest with zero gradient: theta1_i = fl(theta_i * fl(1 - fl(lr*wd))), exactly as
     # PyTorch writes param.mul_(1 - lr*weight_decay): parallel up to one rounding per element.
     cfg = get_profile("torch").config.replace(lr=lr, weight_decay=wd)
@@ -67,10 +79,10 @@ def test_multiplicative_decay_is_the_same_rounded_product(theta: list[float], lr
     assert list(new["w"]) == [x * c for x in theta]
 
 
-@given(w=st.floats(0.1, 10.0), ratio=st.floats(10.0, 1e4), v2=st.floats(1e-6, 1e-2),
-       lam=st.floats(1e-3, 1e-1))
-def test_coupled_decay_with_unequal_v_rotates(w: float, ratio: float, v2: float,
-                                              lam: float) -> None:
+@given(
+    w=st.floats(0.1, 10.0), ratio=st.floats(10.0, 1e4), v2=st.floats(1e-6, 1e-2), lam=st.floats(1e-3, 1e-1)
+)
+def test_coupled_decay_with_unequal_v_rotates(w: float, ratio: float, v2: float, lam: float) -> None:
     # The seed's thought experiment: w1 = w2 = w, zero data gradient, v1 = ratio*v2 > v2.
     # adam_l2: g = lam*w, m = (1-b1) g, v_i' = b2 v_i + (1-b2) g^2,
     # shrink_i = lr (m/bc1)/(sqrt(v_i'/bc2) + eps): the "volatile" w1 (large v) shrinks LESS.
@@ -88,8 +100,7 @@ def test_coupled_decay_with_unequal_v_rotates(w: float, ratio: float, v2: float,
     b1, b2, eps, k = 0.9, 0.999, 1e-8, t + 1
     g = lam * w
     m_hat = (1 - b1) * g / (1 - b1**k)
-    shrink = [lr * m_hat / (math.sqrt((b2 * vi + (1 - b2) * g * g) / (1 - b2**k)) + eps)
-              for vi in v]
+    shrink = [lr * m_hat / (math.sqrt((b2 * vi + (1 - b2) * g * g) / (1 - b2**k)) + eps) for vi in v]
     got = [w - x for x in c_new["w"]]
     for a, b in zip(got, shrink):
         assert abs(a - b) <= 1e-9 * b + 8 * U * w  # ~10 roundings on b; subtraction on w
@@ -102,9 +113,16 @@ def sgd_reference_config(lr: float, wd: float, form: DecayForm) -> AdamWConfig:
     """SGD expressed in the reference: beta1 = 0 (m = g), no bias correction, eps = 1e30 so that
     sqrt(v) + eps == eps exactly (sqrt(v) <= 1e3 < ulp(1e30)/2), base rate 1e30 * lr and decay
     scaled by the schedule multiplier only (s = eta*lambda with eta = Constant(lr))."""
-    return AdamWConfig(lr=1e30, beta1=0.0, eps=1e30, bias_correction=False, weight_decay=wd,
-                       decay_form=form, decay_scaling=DecayScaling.SCHEDULE_MULTIPLIER,
-                       lr_schedule=Constant(lr))
+    return AdamWConfig(
+        lr=1e30,
+        beta1=0.0,
+        eps=1e30,
+        bias_correction=False,
+        weight_decay=wd,
+        decay_form=form,
+        decay_scaling=DecayScaling.SCHEDULE_MULTIPLIER,
+        lr_schedule=Constant(lr),
+    )
 
 
 def sgd_exact(theta: list[F], grads: list[list[F]], lr: F, wd: F, coupled: bool) -> list[F]:
@@ -117,10 +135,16 @@ def sgd_exact(theta: list[F], grads: list[list[F]], lr: F, wd: F, coupled: bool)
     return theta
 
 
-@given(theta=st.lists(st.floats(-10, 10), min_size=1, max_size=3),
-       steps=st.integers(1, 5), data=st.data(), lr=st.floats(1e-3, 0.5), wd=st.floats(0, 0.5))
-def test_sgd_l2_equals_decoupled(theta: list[float], steps: int, data: st.DataObject,
-                                 lr: float, wd: float) -> None:
+@given(
+    theta=st.lists(st.floats(-10, 10), min_size=1, max_size=3),
+    steps=st.integers(1, 5),
+    data=st.data(),
+    lr=st.floats(1e-3, 0.5),
+    wd=st.floats(0, 0.5),
+)
+def test_sgd_l2_equals_decoupled(
+    theta: list[float], steps: int, data: st.DataObject, lr: float, wd: float
+) -> None:
     # For SGD, coupled L2 and decoupled decay are the same map (exact rational check of the
     # test-local SGD), and the reference in its SGD configuration reproduces both within
     # rounding: per step each term carries <= 6 roundings (u = g/1e30, lr_t = 1e30*lr, product,
@@ -155,17 +179,21 @@ def test_adam_l2_differs_from_adamw() -> None:
     assert abs(da - 1e-5) < 1e-12 and abs(db - 1e-3) < 1e-8
 
 
-@given(theta=st.floats(-100, 100).filter(lambda x: abs(x) > 1e-3), g=grad,
-       lr=st.floats(1e-4, 0.5), wd=st.floats(1e-4, 1.0))
-def test_proximal_and_multiplicative_agree_to_first_order(theta: float, g: float, lr: float,
-                                                          wd: float) -> None:
+@given(
+    theta=st.floats(-100, 100).filter(lambda x: abs(x) > 1e-3),
+    g=grad,
+    lr=st.floats(1e-4, 0.5),
+    wd=st.floats(1e-4, 1.0),
+)
+def test_proximal_and_multiplicative_agree_to_first_order(
+    theta: float, g: float, lr: float, wd: float
+) -> None:
     # From the same pre-decay point x (decay after the step; decay_form none gives x itself):
     #   mult = (1-s) x, prox = x/(1+s), and exactly (1-s) - 1/(1+s) = -s^2/(1+s), so
     #   mult - prox = -s^2 x/(1+s): equal to first order in s, O(s^2) apart.
     # Rounding: mult has <= 2 roundings (1-s, product), prox <= 2 (1+s, quotient):
     # |computed (mult - prox) - exact| <= 4.02 u |x|.
-    base = get_profile("torch").config.replace(lr=lr, weight_decay=wd,
-                                               decay_timing=DecayTiming.AFTER_STEP)
+    base = get_profile("torch").config.replace(lr=lr, weight_decay=wd, decay_timing=DecayTiming.AFTER_STEP)
     p, gr = {"w": [theta]}, {"w": [g]}
     s0 = init(p, base)
     x = step(p, gr, s0, base.replace(decay_form=DecayForm.NONE))[0]["w"][0]
@@ -179,10 +207,10 @@ def test_proximal_and_multiplicative_agree_to_first_order(theta: float, g: float
     assert abs(diff) <= s * s * abs(fx) / (1 + s) + F(4.02) * F(U) * abs(fx)
 
 
-@given(data=st.data(), steps=st.integers(1, 25), eps_hat=st.floats(1e-8, 1e-1),
-       wd=st.floats(0.0, 0.1))
-def test_keras_equals_torch_with_step_dependent_eps(data: st.DataObject, steps: int,
-                                                    eps_hat: float, wd: float) -> None:
+@given(data=st.data(), steps=st.integers(1, 25), eps_hat=st.floats(1e-8, 1e-1), wd=st.floats(0.0, 0.1))
+def test_keras_equals_torch_with_step_dependent_eps(
+    data: st.DataObject, steps: int, eps_hat: float, wd: float
+) -> None:
     # Keras: u = m_hat sqrt(bc2)/(sqrt(v) + eps_hat) = m_hat/(sqrt(v/bc2) + eps_hat/sqrt(bc2)),
     # i.e. torch with eps_t = eps_hat/sqrt(1 - b2^t). Drive the torch profile with that eps at
     # each step. m and v are computed by the same operations (bit-identical); only u differs:

@@ -78,8 +78,14 @@ def test_user_schedule() -> None:
 
 @pytest.mark.parametrize(
     "sched",
-    [Constant(0.3), LinearWarmup(5, 0.1), Cosine(7, 0.2), WarmupCosine(2, 9, 0.05),
-     StepDecay(4, 0.3), Delayed(3, Cosine(10))],
+    [
+        Constant(0.3),
+        LinearWarmup(5, 0.1),
+        Cosine(7, 0.2),
+        WarmupCosine(2, 9, 0.05),
+        StepDecay(4, 0.3),
+        Delayed(3, Cosine(10)),
+    ],
 )
 def test_json_roundtrip(sched: object) -> None:
     back = schedule_from_json(sched.to_json())  # type: ignore[attr-defined]
@@ -90,8 +96,15 @@ def test_json_roundtrip(sched: object) -> None:
 def first_update(count: ScheduleCount) -> float:
     # lr = 1, LinearWarmup(2): eta(0) = 0, eta(1) = 1/2. With beta1 = 1/2, beta2 = 3/4, eps = 1/4,
     # g = 3/4 from rest, u = 3/4 (see test_ref_hand), wd = 0: theta1 = 1 - eta * 3/4.
-    cfg = AdamWConfig(lr=1.0, beta1=0.5, beta2=0.75, eps=0.25, weight_decay=0.0,
-                      lr_schedule=LinearWarmup(2), schedule_count=count)
+    cfg = AdamWConfig(
+        lr=1.0,
+        beta1=0.5,
+        beta2=0.75,
+        eps=0.25,
+        weight_decay=0.0,
+        lr_schedule=LinearWarmup(2),
+        schedule_count=count,
+    )
     new, _ = step({"w": [1.0]}, {"w": [0.75]}, init({"w": [1.0]}, cfg), cfg)
     return new["w"][0]
 

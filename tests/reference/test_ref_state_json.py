@@ -31,9 +31,22 @@ def from_bits(b: int) -> float:
     return float(struct.unpack("<d", struct.pack("<Q", b))[0])
 
 
-SPECIAL = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072009e-308, 1.7976931348623157e308,
-           math.inf, -math.inf, math.nan, -math.nan, from_bits(0x7FF0000000000001),
-           from_bits(0xFFF8000000000123), 0.1, -1 / 3]
+SPECIAL = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    2.2250738585072009e-308,
+    1.7976931348623157e308,
+    math.inf,
+    -math.inf,
+    math.nan,
+    -math.nan,
+    from_bits(0x7FF0000000000001),
+    from_bits(0xFFF8000000000123),
+    0.1,
+    -1 / 3,
+]
 
 
 def roundtrip(state: State[object]) -> State[object]:
@@ -57,9 +70,13 @@ def assert_same_bits(a: State[object], b: State[object]) -> None:
 
 
 def test_special_values_roundtrip_bit_exact() -> None:
-    st_ = State(step=7, param_steps={"a": 7, "b": 3}, m={"a": tuple(SPECIAL), "b": (1.0,)},
-                v={"a": tuple(abs(x) for x in SPECIAL), "b": (0.0,)},
-                v_max={"a": tuple(SPECIAL), "b": (-0.0,)})
+    st_ = State(
+        step=7,
+        param_steps={"a": 7, "b": 3},
+        m={"a": tuple(SPECIAL), "b": (1.0,)},
+        v={"a": tuple(abs(x) for x in SPECIAL), "b": (0.0,)},
+        v_max={"a": tuple(SPECIAL), "b": (-0.0,)},
+    )
     assert_same_bits(st_, roundtrip(st_))
 
 
@@ -82,23 +99,30 @@ def test_trajectory_states_roundtrip_binary64_binary32_decimal() -> None:
     cfg = get_profile("torch").config.replace(lr=0.1, amsgrad=True)
     grads = [{"w": [0.3, -1e-30, 0.0]}, {"w": [1e-310, 2.0, -0.0]}, {"w": None}]
     for arith in (None, BINARY32_ARITHMETIC, HighPrecision(40)):
-        traj = (run_trajectory({"w": [1.0, -2.0, 5e-324]}, grads, cfg) if arith is None
-                else run_trajectory({"w": [1.0, -2.0, 5e-324]}, grads, cfg, arith))
+        traj = (
+            run_trajectory({"w": [1.0, -2.0, 5e-324]}, grads, cfg)
+            if arith is None
+            else run_trajectory({"w": [1.0, -2.0, 5e-324]}, grads, cfg, arith)
+        )
         for s in traj.states:
             assert_same_bits(s, roundtrip(s))
 
 
 def test_decimal_state_keeps_every_digit() -> None:
     d = Decimal("0.1000000000000000000000000000000000000001")
-    st_ = State(step=1, param_steps={"w": 1}, m={"w": (d, Decimal("-0"), Decimal("NaN"))},
-                v={"w": (Decimal("1E-400"), Decimal("Infinity"), Decimal(0))}, v_max=None)
+    st_ = State(
+        step=1,
+        param_steps={"w": 1},
+        m={"w": (d, Decimal("-0"), Decimal("NaN"))},
+        v={"w": (Decimal("1E-400"), Decimal("Infinity"), Decimal(0))},
+        v_max=None,
+    )
     back = roundtrip(st_)
     assert_same_bits(st_, back)
     assert str(back.m["w"][0]) == str(d)
 
 
 def test_json_is_plain_text() -> None:
-    doc = state_to_json(State(step=0, param_steps={"w": 0}, m={"w": (0.0,)}, v={"w": (0.0,)},
-                              v_max=None))
+    doc = state_to_json(State(step=0, param_steps={"w": 0}, m={"w": (0.0,)}, v={"w": (0.0,)}, v_max=None))
     assert doc["format"] == "adamw-ref/state" and doc["version"] == 1
     assert all(isinstance(x, str) for x in doc["m"]["w"])

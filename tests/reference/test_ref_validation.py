@@ -29,18 +29,44 @@ from adamw_ref import (
 from adamw_ref.arithmetic import HighPrecision, arithmetic_for
 
 BAD_CONFIG = [
-    ("lr", -1e-3), ("lr", math.nan), ("lr", math.inf), ("lr", "0.1"), ("lr", True), ("lr", None),
-    ("eps", -1e-8), ("eps", math.nan), ("eps", math.inf),
-    ("beta1", -0.1), ("beta1", 1.0), ("beta1", 1.5), ("beta1", math.nan),
-    ("beta2", -1e-9), ("beta2", 1.0), ("beta2", math.inf),
-    ("weight_decay", -1e-2), ("weight_decay", math.nan), ("weight_decay", math.inf),
-    ("eps_root", -1.0), ("eps_root", math.nan),
-    ("amsgrad", 1), ("maximize", "yes"), ("nesterov", None), ("bias_correction", 0),
-    ("eps_placement", "epsilon_hat"), ("decay_scaling", "by_lr"), ("decay_form", "l2"),
-    ("decay_timing", "later"), ("amsgrad_mode", "max"), ("schedule_count", 0),
-    ("step_count_scope", "local"), ("bias_correction_offset", -1),
-    ("bias_correction_offset", True), ("bias_correction_offset", 0.5),
-    ("lr_schedule", lambda c: 1.0), ("wd_schedule", 1.0), ("groups", [ParamGroup(("a",))]),
+    ("lr", -1e-3),
+    ("lr", math.nan),
+    ("lr", math.inf),
+    ("lr", "0.1"),
+    ("lr", True),
+    ("lr", None),
+    ("eps", -1e-8),
+    ("eps", math.nan),
+    ("eps", math.inf),
+    ("beta1", -0.1),
+    ("beta1", 1.0),
+    ("beta1", 1.5),
+    ("beta1", math.nan),
+    ("beta2", -1e-9),
+    ("beta2", 1.0),
+    ("beta2", math.inf),
+    ("weight_decay", -1e-2),
+    ("weight_decay", math.nan),
+    ("weight_decay", math.inf),
+    ("eps_root", -1.0),
+    ("eps_root", math.nan),
+    ("amsgrad", 1),
+    ("maximize", "yes"),
+    ("nesterov", None),
+    ("bias_correction", 0),
+    ("eps_placement", "epsilon_hat"),
+    ("decay_scaling", "by_lr"),
+    ("decay_form", "l2"),
+    ("decay_timing", "later"),
+    ("amsgrad_mode", "max"),
+    ("schedule_count", 0),
+    ("step_count_scope", "local"),
+    ("bias_correction_offset", -1),
+    ("bias_correction_offset", True),
+    ("bias_correction_offset", 0.5),
+    ("lr_schedule", lambda c: 1.0),
+    ("wd_schedule", 1.0),
+    ("groups", [ParamGroup(("a",))]),
 ]
 
 
@@ -158,8 +184,7 @@ def test_bad_state() -> None:
     with pytest.raises(InputError) as info:
         step(P, {"w": [0, 0], "b": [0]}, other, CFG)
     assert info.value.field == "state"
-    short = State(step=0, param_steps=good.param_steps, m={"w": (0.0,), "b": (0.0,)},
-                  v=good.v, v_max=None)
+    short = State(step=0, param_steps=good.param_steps, m={"w": (0.0,), "b": (0.0,)}, v=good.v, v_max=None)
     with pytest.raises(InputError) as info:
         step(P, {"w": [0, 0], "b": [0]}, short, CFG)
     assert info.value.field == "state.m['w']"
@@ -228,7 +253,7 @@ def test_inf_gradient_in_binary32_and_decimal() -> None:
         p = {"w": [1.0, 1.0]}
         new, _ = step(p, {"w": [-math.inf, 1e39]}, init(p, CFG, arith), CFG, arith)
         x = new["w"][0]
-        assert (x != x)  # NaN in both arithmetics
+        assert x != x  # NaN in both arithmetics
         if arith is BINARY32_ARITHMETIC:
             # 1e39 overflows binary32 to +inf on conversion: same NaN outcome
             assert new["w"][1] != new["w"][1]

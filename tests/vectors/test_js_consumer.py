@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="node (Node.js) is not inst
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     assert NODE is not None
-    return subprocess.run([NODE, str(VERIFY), *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [NODE, str(VERIFY), *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def _summary(out: str) -> tuple[int, int, int]:
@@ -34,8 +35,7 @@ def test_js_consumer_passes_every_vector() -> None:
     proc = _run()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     passed, failed, skipped = _summary(proc.stdout)
-    total = sum(json.loads(p.read_text())["numberOfTests"]
-                for p in default_vectors_dir().glob("*.json"))
+    total = sum(json.loads(p.read_text())["numberOfTests"] for p in default_vectors_dir().glob("*.json"))
     # It implements every knob, so it runs (and passes, bit for bit) every test.
     assert (passed, failed, skipped) == (total, 0, 0)
 

@@ -31,8 +31,10 @@ LR, WD, EPS = 1e-3, 1e-2, 1e-8
 def _stream(seed: int = 5) -> tuple[dict[str, list[float]], list[dict[str, list[float]]]]:
     r = random.Random(seed)
     params = {"w": [r.uniform(-0.5, 0.5) for _ in range(4)], "b": [r.uniform(-0.5, 0.5)]}
-    grads = [{k: [r.choice((-1, 1)) * G * r.uniform(1, 10) for _ in v] for k, v in params.items()}
-             for _ in range(STEPS)]
+    grads = [
+        {k: [r.choice((-1, 1)) * G * r.uniform(1, 10) for _ in v] for k, v in params.items()}
+        for _ in range(STEPS)
+    ]
     return params, grads
 
 
@@ -41,8 +43,7 @@ def _max_diff(a: AdamWConfig, b: AdamWConfig) -> list[float]:
     ta, tb = run_trajectory(params, grads, a), run_trajectory(params, grads, b)
     out = []
     for t in range(1, STEPS + 1):
-        out.append(max(abs(x - y) for k in params
-                       for x, y in zip(ta.params[t][k], tb.params[t][k])))
+        out.append(max(abs(x - y) for k in params for x, y in zip(ta.params[t][k], tb.params[t][k])))
         assert all(abs(x) <= 2.0 for k in params for x in ta.params[t][k])  # param_scale premise
     return out
 
@@ -55,11 +56,19 @@ def _naive(target: str) -> AdamWConfig:
     return cfg.replace(weight_decay=WD) if "weight_decay" in prof.required else cfg
 
 
-@pytest.mark.parametrize(("target", "eps_match"), [
-    ("keras", "asymptotic"), ("keras", "first"), ("optax", "asymptotic"),
-    ("mlx", "asymptotic"), ("paper", "asymptotic"), ("tfa", "asymptotic"),
-    ("hf_legacy", "asymptotic"), ("apex", "asymptotic"),
-])
+@pytest.mark.parametrize(
+    ("target", "eps_match"),
+    [
+        ("keras", "asymptotic"),
+        ("keras", "first"),
+        ("optax", "asymptotic"),
+        ("mlx", "asymptotic"),
+        ("paper", "asymptotic"),
+        ("tfa", "asymptotic"),
+        ("hf_legacy", "asymptotic"),
+        ("apex", "asymptotic"),
+    ],
+)
 def test_translation_bound_holds_and_naive_violates(target: str, eps_match: str) -> None:
     src = source_config("torch", lr=LR, weight_decay=WD, eps=EPS)
     tr = translate("torch", target, src, eps_match=eps_match, grad_scale=G, param_scale=2.0)
@@ -97,8 +106,9 @@ def test_specific_native_arguments() -> None:
     assert k1["weight_decay"] == WD and k1["epsilon"] == src.eps
     assert k2["epsilon"] == pytest.approx(src.eps * math.sqrt(1 - src.beta2), rel=1e-15)
     # The reverse direction undoes it.
-    back = translate("keras", "torch", translate("torch", "keras", src, eps_match="first")
-                     .target_config, eps_match="first")
+    back = translate(
+        "keras", "torch", translate("torch", "keras", src, eps_match="first").target_config, eps_match="first"
+    )
     assert back.native()["eps"] == pytest.approx(src.eps, rel=1e-14)
 
 
@@ -107,8 +117,7 @@ def test_eps_hat_statements() -> None:
     tr = translate("torch", "keras", src)
     # eps_t / eps = 1/sqrt(1 - b2^t): 31.6 at t=1 for b2 = 0.999.
     assert effective_eps(tr.target_config, 1) / EPS == pytest.approx(1 / math.sqrt(0.001))
-    payload = json.loads(json.dumps(__import__("adapters.translate", fromlist=["to_json"])
-                                    .to_json(tr)))
+    payload = json.loads(json.dumps(__import__("adapters.translate", fromlist=["to_json"]).to_json(tr)))
     # Independent: first t with 1/sqrt(1 - 0.999^t) - 1 < 1%, by brute force.
     t = 1
     while 1 / math.sqrt(1 - 0.999**t) - 1 > 0.01:
@@ -137,8 +146,7 @@ def test_unreproducible_is_reported() -> None:
 
 
 def test_cli_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["--from", "torch", "--to", "keras", "--lr", "1e-3", "--weight-decay",
-                     "0.01"]) == 0
+    assert cli_main(["--from", "torch", "--to", "keras", "--lr", "1e-3", "--weight-decay", "0.01"]) == 0
     text = capsys.readouterr().out
     assert "keras.optimizers.AdamW(" in text and "from step 3925" in text
     assert cli_main(["--from", "torch", "--to", "optax", "--json"]) == 0
@@ -169,17 +177,29 @@ def _in_fresh_process_if_keras_taken(request: pytest.FixtureRequest, adapter_nam
     env = {**os.environ, "KERAS_BACKEND": backend, "ADAMW_TEST_CHILD": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
-        capture_output=True, text=True, env=env, timeout=300, check=False)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout, proc.stdout[-2000:]
     return True
 
 
-@pytest.mark.parametrize(("target", "adapter_name"), [
-    ("optax", "optax"), ("mlx", "mlx"), ("keras", "keras-torch"), ("keras", "keras-jax"),
-])
-def test_translation_through_the_frameworks(target: str, adapter_name: str,
-                                            request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(
+    ("target", "adapter_name"),
+    [
+        ("optax", "optax"),
+        ("mlx", "mlx"),
+        ("keras", "keras-torch"),
+        ("keras", "keras-jax"),
+    ],
+)
+def test_translation_through_the_frameworks(
+    target: str, adapter_name: str, request: pytest.FixtureRequest
+) -> None:
     # Where installed: torch runs the source config, the target framework the translated one,
     # both in float64 when the adapter offers it; the same stated bound must hold.
     if _in_fresh_process_if_keras_taken(request, adapter_name):
@@ -221,11 +241,18 @@ def test_translation_through_the_frameworks(target: str, adapter_name: str,
             run.close()
 
 
-@pytest.mark.parametrize(("target", "adapter_name"), [
-    ("torch", "torch"), ("optax", "optax"), ("mlx", "mlx"), ("keras", "keras-torch"),
-])
-def test_native_spelling_agrees_with_the_adapters(target: str, adapter_name: str,
-                                                  request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(
+    ("target", "adapter_name"),
+    [
+        ("torch", "torch"),
+        ("optax", "optax"),
+        ("mlx", "mlx"),
+        ("keras", "keras-torch"),
+    ],
+)
+def test_native_spelling_agrees_with_the_adapters(
+    target: str, adapter_name: str, request: pytest.FixtureRequest
+) -> None:
     # translate spells native arguments in its own table; where an adapter's to_native can be
     # called, the arguments both name must have the same values.
     if _in_fresh_process_if_keras_taken(request, adapter_name):

@@ -53,7 +53,8 @@ def test_generated_files_equal_a_fresh_generation(tmp_path: Path) -> None:
     for path in fresh:
         committed = VEC_DIR / path.name
         assert committed.read_bytes() == path.read_bytes(), (
-            f"{path.name} drifted: run `adamw-ref vectors generate` and review the diff")
+            f"{path.name} drifted: run `adamw-ref vectors generate` and review the diff"
+        )
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:
@@ -94,8 +95,9 @@ def test_float32_values_are_binary32(tmp_path: Path) -> None:
                 continue
             for t in g["tests"]:
                 vals = [x for vs in t["params"].values() for x in vs]
-                vals += [x for e in t["expected"] for k in ("params", "m", "v")
-                         for vs in e[k].values() for x in vs]
+                vals += [
+                    x for e in t["expected"] for k in ("params", "m", "v") for vs in e[k].values() for x in vs
+                ]
                 for s in vals:
                     x = float.fromhex(s) if s not in ("nan", "inf", "-inf") else float(s)
                     assert math.isnan(x) or round_to_format(x, BINARY32) == x, (path.name, s)

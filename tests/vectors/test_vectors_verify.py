@@ -27,12 +27,15 @@ def test_reference_adapter_passes_every_vector() -> None:
     assert report.count("pass") > 100
 
 
-@pytest.mark.parametrize(("knob", "value"), [
-    ("eps_placement", "before_bias_correction"),   # the Keras epsilon-hat
-    ("decay_timing", "after_step"),                # HF legacy order
-    ("step_count_scope", "global"),                # seen only through a frozen parameter
-    ("amsgrad_mode", "bias_corrected_v"),          # optax.amsgrad
-])
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("eps_placement", "before_bias_correction"),  # the Keras epsilon-hat
+        ("decay_timing", "after_step"),  # HF legacy order
+        ("step_count_scope", "global"),  # seen only through a frozen parameter
+        ("amsgrad_mode", "bias_corrected_v"),  # optax.amsgrad
+    ],
+)
 def test_a_wrong_implementation_fails(knob: str, value: str) -> None:
     # The reference with one knob planted: it claims every config but computes another variant.
     report = verify_vectors.verify(_reference(**{knob: value}))
@@ -96,7 +99,6 @@ def test_optax_flushes_subnormals(tmp_path) -> None:  # type: ignore[no-untyped-
     shutil.copy(default_vectors_dir() / "adamw_optax_test.json", tmp_path)
     report = verify_vectors.verify(adapter, tmp_path)
     failed = [r for r in report.results if r.status == "fail"]
-    assert [r.flags for r in failed] == [["SUBNORMAL"], ["SUBNORMAL", "FLOAT32"]], \
-        [r.reason for r in failed]
+    assert [r.flags for r in failed] == [["SUBNORMAL"], ["SUBNORMAL", "FLOAT32"]], [r.reason for r in failed]
     assert all("m['w'][0]: got np.float64(0.0)" in r.reason for r in failed)
     assert report.count("fail") == 2 and report.count("pass") >= 8
