@@ -135,3 +135,10 @@ def test_step_reads_as_the_algorithm() -> None:
     body = src[src.index("def update_parameter(") :]
     positions = [body.index(f"{p}(") for p in phases]
     assert positions == sorted(positions), "update_parameter calls the phases out of order"
+
+
+def test_the_architecture_picture_is_current() -> None:
+    pytest.importorskip("grimp")
+    from tools.architecture_diagram import main
+
+    assert main(["--check"]) == 0, "run: python -m tools.architecture_diagram"
