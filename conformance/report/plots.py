@@ -1,24 +1,34 @@
-"""The report as PNG plots: one per scenario (error/bound ratio per step, log y) and a verdict
-grid (adapter x scenario)."""
+"""The report as PNG plots: one per scenario (error/bound ratio per step, log y) and the status
+grid (implementation x dtype, the matrix of :mod:`conformance.report.outcome`)."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from conformance.report.text import COLORS, VERDICTS, cases_of, number, text
+from conformance.report import outcome
+from conformance.report.text import cases_of, number, text
+
+#: The status grid's file name.
+GRID_PNG = "verdicts.png"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "scenario"
 
 
+def scenario_png(scenario: str) -> str:
+    """File name of a scenario's error/bound plot (``scenario-<slug>.png``)."""
+    return f"scenario-{_slug(scenario)}.png"
+
+
 def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """One PNG per scenario (error/bound ratio vs step, log y) and ``verdicts.png``."""
+    """One PNG per scenario (error/bound ratio vs step, log y) and ``verdicts.png`` (the status
+    grid); returns their paths, the grid last."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,70 +102,79 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
         ax.set_ylabel("error / bound")
         ax.set_title(f"scenario: {scenario}")
         ax.grid(True, which="both", alpha=0.3)
-        path = out_dir / f"scenario-{_slug(scenario)}.png"
+        path = out_dir / scenario_png(scenario)
         fig.savefig(path, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
-    paths.append(_verdict_grid(report, out_dir / "verdicts.png", plt))
+    paths.append(_status_grid(report, out_dir / GRID_PNG, plt))
     return paths
 
 
-def _worst(verdicts: Sequence[str]) -> str:
-    order = {v: i for i, v in enumerate(VERDICTS)}
-    return max(verdicts, key=lambda v: order.get(v, len(VERDICTS)))
+def _wrap(label: str, width: int = 44) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False, break_long_words=False)) or label
 
 
-def _verdict_grid(report: Mapping[str, Any], path: Path, plt: Any) -> Path:
+def _status_grid(report: Mapping[str, Any], path: Path, plt: Any) -> Path:
+    """Implementation x dtype, each cell coloured by its worst status (``skipped`` never outranks
+    a result; ``known`` has its own colour) and labelled with its counts (``known 6, ok 24``)."""
+    import numpy as np
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    cells: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for c in cases_of(report):
-        cells[(text(c.get("adapter")), text(c.get("scenario")))].append(text(c.get("verdict"), "?"))
-    rows = sorted({a for a, _ in cells})
-    cols = sorted({s for _, s in cells})
-    fig, ax = plt.subplots(
-        figsize=(max(4.0, 0.9 * len(cols) + 2.5), max(2.0, 0.45 * len(rows) + 1.5)), dpi=110
-    )
+    m = outcome.matrix(report)
+    rows, cols = m.rows, m.columns
+    statuses = outcome.STATUSES
+    labels = [_wrap(r) for r in rows]
+    height = sum(0.32 + 0.16 * label.count("\n") for label in labels)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.75 * len(cols) + 4.2), max(2.0, height + 1.3)), dpi=110)
     if rows and cols:
-        grid = [
-            [
-                VERDICTS.index(_worst(cells[(r, s)]))
-                if (r, s) in cells and _worst(cells[(r, s)]) in VERDICTS
-                else float("nan")
-                for s in cols
-            ]
-            for r in rows
-        ]
-        cmap = ListedColormap([COLORS[v] for v in VERDICTS]).with_extremes(bad="white")
-        import numpy as np
-
-        ax.imshow(
-            np.ma.masked_invalid(np.asarray(grid, dtype=float)),
-            cmap=cmap,
-            vmin=-0.5,
-            vmax=len(VERDICTS) - 0.5,
-            aspect="auto",
-        )
-        ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right", fontsize=8)
-        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        grid = np.full((len(rows), len(cols)), np.nan)
         for i, r in enumerate(rows):
-            for j, s in enumerate(cols):
-                if (r, s) in cells:
-                    ax.text(
-                        j, i, str(len(cells[(r, s)])), ha="center", va="center", color="white", fontsize=7
-                    )
+            for j, d in enumerate(cols):
+                w = outcome.worst(m.cell(r, d))
+                if w:
+                    grid[i, j] = statuses.index(w)
+        cmap = ListedColormap([outcome.COLORS[s] for s in statuses]).with_extremes(bad="#ffffff")
+        ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-0.5, vmax=len(statuses) - 0.5, aspect="auto")
+        ax.set_xticks(range(len(cols)), cols, fontsize=8)
+        ax.xaxis.tick_top()
+        ax.set_yticks(range(len(rows)), labels, fontsize=7.5)
+        ax.set_xticks(np.arange(-0.5, len(cols)), minor=True)
+        ax.set_yticks(np.arange(-0.5, len(rows)), minor=True)
+        ax.grid(which="minor", color="white", lw=1.5)
+        ax.tick_params(which="minor", length=0)
+        for i, r in enumerate(rows):
+            for j, d in enumerate(cols):
+                counts = m.cell(r, d)
+                filled = bool(sum(counts.values()))
+                ax.text(
+                    j,
+                    i,
+                    outcome.cell_text(counts) if filled else "-",
+                    ha="center",
+                    va="center",
+                    color="white" if filled else "#57606a",
+                    fontsize=7,
+                    fontweight="bold" if outcome.worst(counts) in outcome.UNEXPECTED else "normal",
+                )
         ax.legend(
-            handles=[Patch(color=COLORS[v], label=v) for v in VERDICTS],
+            handles=[Patch(color=outcome.COLORS[s], label=s) for s in statuses],
             fontsize=7,
             loc="upper left",
             bbox_to_anchor=(1.01, 1.0),
+            title="worst status",
+            title_fontsize=7,
         )
     else:
         ax.text(0.5, 0.5, "no cases", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-    ax.set_title("worst verdict per adapter x scenario (number = cases)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
+    ax.set_title(
+        "worst status per implementation x dtype (skipped only where nothing ran; ok = conforming)",
+        fontsize=9,
+        pad=22 if rows and cols else 6,
+    )
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -32,6 +32,9 @@ def text(x: Any, default: str = "-") -> str:
 
 
 def number(x: Any) -> float | None:
+    """``x`` as a float (``"nan"``, ``"inf"``, ``"-inf"`` strings included), else ``None``."""
+    if isinstance(x, bool):
+        return None
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -39,22 +42,52 @@ def number(x: Any) -> float | None:
     return v
 
 
-def fmt(x: Any, digits: int = 3) -> str:
+#: Reports of schema 1.0 clamped NaN and infinity to the largest double: read anything this
+#: large as infinity.
+SENTINEL = 1e308
+
+
+def real(x: Any) -> float | None:
+    """A report number for display: like :func:`number`, with the 1.0 sentinel (``abs >= 1e308``)
+    read as a signed infinity."""
     v = number(x)
-    if v is None:
-        return "-"
+    if v is not None and math.isfinite(v) and abs(v) >= SENTINEL:
+        return math.copysign(math.inf, v)
+    return v
+
+
+def _nonfinite(v: float) -> str | None:
     if math.isnan(v):
         return "nan"
-    if math.isinf(v) or abs(v) >= 1e300:
-        return "inf"
-    return f"{v:.{digits}g}"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return None
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """Short: ``digits`` significant digits; ``nan``, ``inf``, ``-inf``; ``-`` for no number."""
+    v = real(x)
+    if v is None:
+        return "-"
+    return _nonfinite(v) or f"{v:.{digits}g}"
+
+
+def fmt_exact(x: Any) -> str:
+    """Every digit needed: integers as integers, floats as their shortest round-trip ``repr``
+    (two different doubles never print alike); ``nan``, ``inf``, ``-inf``; ``-`` for no number."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        return str(x)
+    v = real(x)
+    if v is None:
+        return "-"
+    return _nonfinite(v) or repr(v)
 
 
 def max_ulp(case: Mapping[str, Any]) -> float | None:
     """Largest ``max_ulp`` over the case's metrics (NaN wins: it is the worst)."""
     out: float | None = None
     for m in (case.get("metrics") or {}).values():
-        v = number(m.get("max_ulp")) if isinstance(m, Mapping) else None
+        v = real(m.get("max_ulp")) if isinstance(m, Mapping) else None
         if v is None:
             continue
         if math.isnan(v):
@@ -63,15 +96,36 @@ def max_ulp(case: Mapping[str, Any]) -> float | None:
     return out
 
 
+def bound_ratio(case: Mapping[str, Any]) -> float | None:
+    """The case's largest error/bound ratio (``bound.max_ratio``, else the largest of
+    ``series.err``; NaN wins); ``None`` when the report has neither."""
+    bound = case.get("bound")
+    v = real(bound.get("max_ratio")) if isinstance(bound, Mapping) else None
+    if v is not None:
+        return v
+    series = case.get("series")
+    errs = [real(e) for e in (series.get("err") or [])] if isinstance(series, Mapping) else []
+    nums = [e for e in errs if e is not None]
+    if any(math.isnan(e) for e in nums):
+        return math.nan
+    return max(nums) if nums else None
+
+
+def divergence_where(fd: Mapping[str, Any]) -> str:
+    """``w[3, 2]``: the parameter and element of a first divergence."""
+    idx = fd.get("index")
+    return f"{text(fd.get('param'), '?')}{list(idx) if isinstance(idx, (list, tuple)) and idx else ''}"
+
+
 def first_divergence(case: Mapping[str, Any]) -> str:
+    """``step 3 w[0, 1]: got G expected E (abs err A)``; ``got`` and ``expected`` with every digit
+    (:func:`fmt_exact`), so that they never print alike."""
     fd = case.get("first_divergence")
     if not isinstance(fd, Mapping):
         return "-"
-    idx = fd.get("index")
-    where = f"{text(fd.get('param'), '?')}{list(idx) if idx else ''}"
     return (
-        f"step {text(fd.get('step'), '?')} {where}: got {fmt(fd.get('got'), 10)} "
-        f"expected {fmt(fd.get('expected'), 10)} (abs err {fmt(fd.get('abs_err'))})"
+        f"step {text(fd.get('step'), '?')} {divergence_where(fd)}: got {fmt_exact(fd.get('got'))} "
+        f"expected {fmt_exact(fd.get('expected'))} (abs err {fmt(fd.get('abs_err'))})"
     )
 
 
