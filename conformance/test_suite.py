@@ -1,6 +1,8 @@
-"""The conformance cases as tests (collected only when pointed at: see conformance/pytest_plugin.py).
+"""The conformance cases as tests, one per case (see :mod:`conformance.pytest_plugin`).
 
-``python -m pytest conformance/test_suite.py --adapter torch``
+``python -m pytest -p conformance.pytest_plugin --pyargs conformance.test_suite --adamw-adapter torch``
+or ``python -m pytest path/to/conformance/test_suite.py --adamw-adapter torch`` (``conftest.py``
+beside this file activates the plug-in then).
 """
 
 from __future__ import annotations

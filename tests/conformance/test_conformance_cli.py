@@ -1,6 +1,7 @@
 """The CLI end to end on the reference adapter: run -> schema-valid report with repro commands
 that reproduce the case; report re-render; list; compare (cpu_vs_gpu) of two matching runs; the
-pytest entry point with --adapter, ADAMW_CONFORMANCE_ADAPTER and expectation files."""
+pytest plug-in (conformance/test_suite.py by path, activated by conformance/conftest.py) with
+--adamw-adapter, ADAMW_CONFORMANCE_ADAPTER and expectation files; more in test_pytest_plugin.py."""
 
 from __future__ import annotations
 
@@ -104,9 +105,14 @@ def test_compare_cpu_vs_gpu_of_identical_runs_is_exact(run_dir: Path, tmp_path: 
 def _pytest(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     e = dict(os.environ)
     e.pop("ADAMW_CONFORMANCE_ADAPTER", None)
+    e.pop("PYTEST_PLUGINS", None)
     e.update(env or {})
+    cmd = [sys.executable, "-m", "pytest", "conformance/test_suite.py", "-p", "no:cacheprovider"]
+    # activated by conformance/conftest.py; -p no:adamw_conformance blocks the former pytest11
+    # entry point, where this install still has it
+    cmd += ["-p", "no:adamw_conformance", *args]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "conformance/test_suite.py", "-p", "no:cacheprovider", *args],
+        cmd,
         cwd=ROOT,
         env=e,
         capture_output=True,
@@ -120,15 +126,15 @@ def test_pytest_entry_with_adapter_option_and_expectation_files(tmp_path: Path) 
     skips.write_text("# adopter-owned\nzero_grad_decay  # known\nno-such-case\n")
     r = _pytest(
         [
-            "--adapter",
+            "--adamw-adapter",
             "reference",
-            "--conformance-scenario",
+            "--adamw-scenario",
             "basic",
-            "--conformance-scenario",
+            "--adamw-scenario",
             "zero_grad_decay",
-            "--conformance-dtype",
+            "--adamw-dtype",
             "float32",
-            "--skips-file",
+            "--adamw-skips-file",
             str(skips),
         ]
     )
@@ -147,6 +153,6 @@ def test_pytest_entry_env_var_flags_planted_bug(tmp_path: Path) -> None:
         "ADAMW_CONFORMANCE_ADAPTER": "planted_mod:factory",
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
     }
-    r = _pytest(["--conformance-scenario", "basic", "--conformance-dtype", "float64"], env)
+    r = _pytest(["--adamw-scenario", "basic", "--adamw-dtype", "float64"], env)
     assert r.returncode == 1
     assert "2 failed" in r.stdout and "decay_scaling" in r.stdout
