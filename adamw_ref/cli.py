@@ -220,17 +220,39 @@ def _cmd_knobs(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="The AdamW reference specification.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="The AdamW reference specification.",
+        epilog="exit status: 0 success; 1 a check found a problem (vectors lint, an unreproducible "
+        "translation); 2 bad input or usage (one line on stderr)",
+    )
+    from adamw_ref import __version__
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ex = sub.add_parser("explain", help="print one or more steps with every intermediate")
-    ex.add_argument("--profile", default="torch", help="profile name (default torch)")
-    ex.add_argument("--lr", type=float)
-    ex.add_argument("--weight-decay", dest="weight_decay", type=float)
-    ex.add_argument("--eps", type=float)
-    ex.add_argument("--beta1", type=float)
-    ex.add_argument("--beta2", type=float)
-    ex.add_argument("--eps-root", dest="eps_root", type=float)
+    ex.add_argument(
+        "--profile",
+        default="torch",
+        help="profile name or alias, e.g. torch, keras3 (alias keras), optax (default torch)",
+    )
+    ex.add_argument("--lr", type=float, help="learning rate (default: the profile's)")
+    ex.add_argument(
+        "--weight-decay",
+        dest="weight_decay",
+        type=float,
+        help="weight decay coefficient (default: the profile's)",
+    )
+    ex.add_argument("--eps", type=float, help="epsilon (default: the profile's)")
+    ex.add_argument("--beta1", type=float, help="first-moment decay (default: the profile's)")
+    ex.add_argument("--beta2", type=float, help="second-moment decay (default: the profile's)")
+    ex.add_argument(
+        "--eps-root",
+        dest="eps_root",
+        type=float,
+        help="epsilon inside the square root (default: the profile's)",
+    )
     ex.add_argument(
         "--set",
         action="append",
@@ -256,11 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profiles", help="list profiles with knob values and sources")
     pr.add_argument("name", nargs="?", help="one profile only")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="print the profiles as JSON")
     pr.set_defaults(func=_cmd_profiles)
 
     kn = sub.add_parser("knobs", help="list the knobs, their values and which profiles use them")
-    kn.add_argument("--json", action="store_true")
+    kn.add_argument("--json", action="store_true", help="print the knobs as JSON")
     kn.set_defaults(func=_cmd_knobs)
 
     vec = sub.add_parser(

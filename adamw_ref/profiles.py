@@ -231,9 +231,34 @@ _add(
 )
 
 
+#: Other names people use for a profile's implementation: the framework name (``keras`` for Keras
+#: 3's profile ``keras3``), the adapter names (``keras-jax``, ``torch-adam``, ...) and spellings.
+ALIASES: dict[str, str] = {
+    "pytorch": "torch",
+    "torch-adam": "torch",
+    "keras": "keras3",
+    "keras-tensorflow": "keras3",
+    "keras-jax": "keras3",
+    "keras-torch": "keras3",
+    "keras2": "tf_keras",
+    "tf-keras": "tf_keras",
+    "optimisers-jl": "optimisers_jl",
+    "hf-legacy": "hf_legacy",
+    "adam-l2": "adam_l2",
+}
+
+
+def profile_name(name: str) -> str:
+    """The canonical profile name for ``name`` or one of its :data:`ALIASES`."""
+    return ALIASES.get(name, name)
+
+
 def get_profile(name: str) -> Profile:
-    """The profile called ``name``; raises ConfigError listing the known names."""
+    """The profile called ``name`` (or an alias of it, :data:`ALIASES`); raises ConfigError
+    listing the known names."""
     try:
-        return PROFILES[name]
+        return PROFILES[profile_name(name)]
     except KeyError:
-        raise ConfigError("profile", name, f"unknown; expected one of {sorted(PROFILES)}") from None
+        raise ConfigError(
+            "profile", name, f"unknown; expected one of {sorted(PROFILES)} (or an alias: {sorted(ALIASES)})"
+        ) from None

@@ -55,6 +55,8 @@ class AdapterInfo:
     ``features`` maps ``amsgrad``, ``maximize``, ``nesterov``, ``eps_root``, ``lr_schedule``,
     ``wd_schedule``, ``groups``, ``frozen`` (None grads), ``save_load`` to a Support.
     ``profile`` is the named profile the native defaults should equal.
+    ``implementation_devices`` narrows ``devices`` for an implementation that runs only on some
+    (torch's ``capturable`` needs CUDA): the suite never plans an impossible combination.
     """
 
     name: str
@@ -67,6 +69,11 @@ class AdapterInfo:
     features: Mapping[str, Support]
     notes: str = ""
     skips: Mapping[str, str] = field(default_factory=dict)
+    implementation_devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def runs_on(self, implementation: str, device: str) -> bool:
+        """Whether ``implementation`` can run on ``device`` at all."""
+        return device in self.implementation_devices.get(implementation, self.devices)
 
 
 @dataclass

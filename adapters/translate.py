@@ -37,7 +37,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from adamw_ref import AdamWConfig, get_profile
 from adamw_ref.formats import FORMATS
@@ -364,12 +364,45 @@ def source_config(
     return cfg.replace(**changes)
 
 
+def framework_name(name: str) -> str:
+    """The :data:`FRAMEWORKS` key for ``name``: a framework name, or a profile name or alias whose
+    profile exactly one framework here implements (``keras3`` and ``keras-jax`` -> ``keras``)."""
+    if name in FRAMEWORKS:
+        return name
+    from adamw_ref.profiles import profile_name
+
+    by_profile = [f.name for f in FRAMEWORKS.values() if f.profile == profile_name(name)]
+    return by_profile[0] if len(by_profile) == 1 else name
+
+
+def _framework_arg(name: str) -> str:
+    key = framework_name(name)
+    if key not in FRAMEWORKS:
+        raise argparse.ArgumentTypeError(
+            f"{name!r}: unknown framework; expected one of {', '.join(sorted(FRAMEWORKS))} "
+            "(or a profile name such as keras3)"
+        )
+    return key
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _framework(name: str) -> Framework:
-    fw = FRAMEWORKS.get(name)
+    fw = FRAMEWORKS.get(framework_name(name))
     if fw is None:
         from adamw_ref.errors import ConfigError
 
-        raise ConfigError("framework", name, f"unknown; expected one of {sorted(FRAMEWORKS)}")
+        raise ConfigError(
+            "framework",
+            name,
+            f"unknown; expected one of {sorted(FRAMEWORKS)} "
+            "(profile names and their aliases are accepted too)",
+        )
     return fw
 
 
@@ -541,7 +574,9 @@ def translate(
                 f"{target}: pass {hp} explicitly (its default "
                 f"{getattr(defaults, hp)!r} differs from the needed {want!r})."
             )
-    return Translation(source, target, S, target_cfg, res, notes, eps_match, grad_scale, param_scale)
+    return Translation(
+        src_fw.name, dst_fw.name, S, target_cfg, res, notes, eps_match, grad_scale, param_scale
+    )
 
 
 def _sfmt(c: AdamWConfig) -> str:
@@ -658,21 +693,41 @@ def to_text(tr: Translation, steps: int = 100) -> str:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``adamw-ref translate --from F --to G [--lr ..] [--weight-decay ..] [--eps ..]
     [--betas B1,B2] [--amsgrad] [--steps N] [--grad-scale G] [--eps-match M] [--json]``."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="adamw-ref translate", description="Translate an AdamW configuration between frameworks."
     )
-    p.add_argument("--from", dest="source", required=True, choices=sorted(FRAMEWORKS))
-    p.add_argument("--to", dest="target", required=True, choices=sorted(FRAMEWORKS))
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--eps", type=float)
-    p.add_argument("--betas", help="beta1,beta2")
-    p.add_argument("--amsgrad", action="store_true")
+    names = ", ".join(sorted(FRAMEWORKS))
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        type=_framework_arg,
+        metavar="FRAMEWORK",
+        help=f"the recipe's framework: {names} (profile names such as keras3 work too)",
+    )
+    p.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        type=_framework_arg,
+        metavar="FRAMEWORK",
+        help="the framework to translate to (same names)",
+    )
+    p.add_argument("--lr", type=float, help="learning rate (default: the source framework's)")
+    p.add_argument("--weight-decay", type=float, help="weight decay (default: the source's)")
+    p.add_argument("--eps", type=float, help="epsilon (default: the source's)")
+    p.add_argument("--betas", help="beta1,beta2 (default: the source's)")
+    p.add_argument("--amsgrad", action="store_true", help="the recipe uses AMSGrad")
     p.add_argument("--steps", type=int, default=100, help="horizon of the stated bound")
     p.add_argument("--grad-scale", type=float, help="lower bound on |g| (tightens eps bounds)")
     p.add_argument("--param-scale", type=float, default=1.0, help="upper bound on |theta|")
-    p.add_argument("--eps-match", choices=("asymptotic", "first"), default="asymptotic")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--eps-match",
+        choices=("asymptotic", "first"),
+        default="asymptotic",
+        help="match epsilon-hat as t grows (asymptotic) or at the first step (first)",
+    )
+    p.add_argument("--json", action="store_true", help="print the translation as JSON")
     a = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     from adamw_ref.errors import AdamWRefError
 
@@ -692,7 +747,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             a.source, a.target, cfg, eps_match=a.eps_match, grad_scale=a.grad_scale, param_scale=a.param_scale
         )
     except (AdamWRefError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"adamw-ref translate: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(to_json(tr, a.steps), indent=2) if a.json else to_text(tr, a.steps))
     return 0 if tr.reproducible else 1

@@ -57,10 +57,16 @@ class Comparison:
 
 
 def _finite(x: float) -> float:
-    """JSON has no inf/nan: clamp to the largest double (the schema wants numbers)."""
-    if math.isnan(x):
-        return 1.7976931348623157e308
-    return max(min(x, 1.7976931348623157e308), -1.7976931348623157e308)
+    """A metric value as a float; NaN and infinities are kept (the report writes them as
+    ``"nan"``/``"inf"``, losslessly)."""
+    return float(x)
+
+
+def _worse(a: float, b: float) -> float:
+    """The larger error, NaN counting as the worst (``max`` would drop a NaN)."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return max(a, b)
 
 
 def compare(expected: Traj, got: Traj, bounds: Traj, dtype: str, emulated: Traj | None = None) -> Comparison:
@@ -91,9 +97,13 @@ def compare(expected: Traj, got: Traj, bounds: Traj, dtype: str, emulated: Traj 
                 ratio = np.where(d == 0, 0.0, d / np.asarray(bd[name]))
             ratio = np.where(np.isnan(ratio), np.inf, ratio)
             mt = res.metrics.setdefault(name, {"max_abs": 0.0, "max_rel": 0.0, "max_ulp": 0.0})
-            mt["max_abs"] = max(mt["max_abs"], _finite(float(np.max(d))))
-            mt["max_rel"] = max(mt["max_rel"], _finite(float(np.nanmax(rel))))
-            mt["max_ulp"] = max(mt["max_ulp"], _finite(float(np.nanmax(ulps))))
+            mt["max_abs"] = _worse(mt["max_abs"], float(np.max(d)))
+            mt["max_rel"] = _worse(
+                mt["max_rel"], float(np.nanmax(rel)) if np.any(~np.isnan(rel)) else math.nan
+            )
+            mt["max_ulp"] = _worse(
+                mt["max_ulp"], float(np.nanmax(ulps)) if np.any(~np.isnan(ulps)) else math.nan
+            )
             r = float(np.max(ratio))
             worst = max(worst, r)
             if r > 1.0 and res.first_divergence is None:

@@ -85,7 +85,8 @@ def repro_command(c: CaseSpec) -> str:
             "--seeds",
             str(c.seed),
             "--out",
-            "/tmp/adamw-repro",
+            "adamw-repro",
+            "--force",
         ]
     )
 
@@ -110,6 +111,9 @@ def plan(
     impls = [i for i in info.implementations if not implementations or i in implementations]
     if not impls:
         impls = list(info.implementations)
+    # impossible combinations are never planned (torch's capturable variants need CUDA)
+    runs_on = getattr(info, "runs_on", None)
+    impls = [i for i in impls if runs_on is None or runs_on(i, device)]
     out = []
     for impl in impls:
         for sc in scenarios:

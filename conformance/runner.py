@@ -6,10 +6,17 @@ interrupted run leaves a valid report of everything finished. A worker that cras
 ``timeout`` (killed with its process group) or cannot import its framework yields ``error`` rows
 carrying the tail of its stderr, for every planned case it did not finish (or one row for the
 adapter when it died before planning); the other adapters carry on.
+
+:meth:`Runner.stop` (called from a SIGINT/SIGTERM handler) ends the run at the next poll: the
+workers' process groups are terminated (SIGTERM, then SIGKILL after a grace period), every case
+they finished is kept, nothing is invented for the unfinished ones, and the report is marked
+``interrupted``. Workers also watch their parent (``ADAMW_PARENT_PID``) and exit when it is gone,
+so not even a SIGKILL of the runner leaves them running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.util
 import json
@@ -20,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -142,24 +149,30 @@ class Runner:
         command: str = "",
         on_case: Callable[[dict[str, Any]], None] | None = None,
         on_plan: Callable[[int], None] | None = None,
+        on_worker_done: Callable[[str, int, float], None] | None = None,
+        repro_args: Sequence[str] = (),
+        report: rp.Report | None = None,
+        skip_ids: Iterable[str] = (),
     ) -> None:
-        from adapters.registry import BUILTIN_ADAPTERS
-
         self.out_dir = Path(out_dir)
         self.worker_args = list(worker_args)
+        self.repro_args = list(repro_args)
         self.jobs = max(1, int(jobs))
         self.timeout = float(timeout)
         self.on_case = on_case
         self.on_plan = on_plan
-        self.report: rp.Report = rp.new_report(make_envelope(command, seeds))
-        self.pending = [
-            _Job(a.split(":")[-1] if ":" in a and a not in BUILTIN_ADAPTERS else a, a) for a in adapters
-        ]
-        for j in self.pending:
-            if ":" in j.spec:
-                j.name = j.spec.split(":")[0].rsplit(".", 1)[-1] + ":" + j.spec.split(":")[1]
+        self.on_worker_done = on_worker_done
+        self.report: rp.Report = (
+            report if report is not None else rp.new_report(make_envelope(command, seeds))
+        )
+        self.report["envelope"]["status"] = "running"
+        self.skip_ids = set(skip_ids)
+        # a plug-in keeps its full spec as its name, so case ids and repro commands name it
+        self.pending = [_Job(a, a) for a in adapters]
         self.running: list[_Job] = []
         self.path = self.out_dir / "report.json"
+        self.stopped: int | None = None
+        self.planned = 0
 
     # -- report -------------------------------------------------------------------------------
     def _add(self, case: dict[str, Any]) -> None:
@@ -184,6 +197,12 @@ class Runner:
         # Workers share one GPU: JAX would grab 75% of its memory at start-up and starve a torch
         # worker running beside it (seen on an H100 with --jobs 6); allocate on demand instead.
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        env["ADAMW_PARENT_PID"] = str(os.getpid())  # the worker exits when this process is gone
+        skip: list[str] = []
+        if self.skip_ids:
+            skip_file = raw / f"{safe}.skip.txt"
+            skip_file.write_text("\n".join(sorted(self.skip_ids)) + "\n", encoding="utf-8")
+            skip = ["--skip-ids", str(skip_file)]
         cmd = [
             sys.executable,
             "-m",
@@ -195,6 +214,7 @@ class Runner:
             "--out",
             str(job.results),
             *self.worker_args,
+            *skip,
         ]
         with open(job.stderr, "wb") as err:
             job.proc = subprocess.Popen(
@@ -225,6 +245,7 @@ class Runner:
             env = self.report["envelope"]
             if kind == "start":
                 job.plan = list(msg.get("plan", []))
+                self.planned += len(job.plan)
                 env["frameworks"].update(msg.get("versions", {}))
                 for d in msg.get("devices", []):
                     if d not in env["devices"]:
@@ -237,7 +258,7 @@ class Runner:
                 if self.on_plan:
                     self.on_plan(len(job.plan))
             elif kind == "case":
-                case = msg["case"]
+                case = rp.decode_case(msg["case"])
                 job.done_ids.add(case["id"])
                 self._add(case)
             elif kind == "fatal":
@@ -256,13 +277,38 @@ class Runner:
         detail = f"{msg} (exit status {rc})" + (f"\n--- stderr tail ---\n{tail}" if tail else "")
         missing = [i for i in job.plan if i not in job.done_ids]
         if not job.plan:
-            self._add(_error_row(job.name, f"{job.name}-process", detail, self.worker_args))
+            self._add(_error_row(job.name, f"{job.name}-process", detail, self.repro_args))
         for cid in missing:
-            self._add(_error_row(job.name, cid, detail, self.worker_args))
+            self._add(_error_row(job.name, cid, detail, self.repro_args))
+
+    def stop(self, signum: int) -> None:
+        """Ask the run to end at the next poll (safe to call from a signal handler)."""
+        self.stopped = signum
+
+    def _done(self, job: _Job) -> None:
+        if self.on_worker_done:
+            self.on_worker_done(job.name, len(job.done_ids), time.monotonic() - job.started)
+
+    def _interrupt(self, grace: float = 3.0) -> None:
+        """Terminate every running worker's process group, keep what they finished."""
+        for job in self.running:
+            if job.proc is not None and job.proc.poll() is None:
+                _signal_group(job.proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for job in self.running:
+            if job.proc is None:
+                continue
+            try:
+                job.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill(job.proc)
+            self._read(job)
+        self.running.clear()
+        self.report["envelope"]["status"] = "interrupted"
 
     def run(self, poll: float = 0.05) -> rp.Report:
         self._write()
-        while self.pending or self.running:
+        while (self.pending or self.running) and self.stopped is None:
             while self.pending and len(self.running) < self.jobs:
                 job = self.pending.pop(0)
                 self._start(job)
@@ -275,18 +321,34 @@ class Runner:
                 if rc is not None:
                     self._finish(job, "worker crashed" if rc != 0 else "worker exited early")
                     self.running.remove(job)
+                    self._done(job)
                     changed = True
                 elif time.monotonic() - job.started > self.timeout:
                     _kill(job.proc)
                     self._finish(job, f"worker timed out after {self.timeout:g} s (killed)")
                     self.running.remove(job)
+                    self._done(job)
                     changed = True
             if changed:
                 self._write()
-            else:
+            elif self.stopped is None:
                 time.sleep(poll)
+        env = self.report["envelope"]
+        env["planned"] = env.get("planned", 0) + self.planned
+        if self.stopped is not None:
+            self._interrupt()
+        else:
+            env["status"] = "complete"
         self._write()
         return self.report
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -297,7 +359,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _error_row(adapter: str, cid: str, error: str, worker_args: Sequence[str]) -> dict[str, Any]:
+def _error_row(adapter: str, cid: str, error: str, repro_args: Sequence[str]) -> dict[str, Any]:
     parts = cid.split("-")
     return {
         "id": cid,
@@ -318,7 +380,7 @@ def _error_row(adapter: str, cid: str, error: str, worker_args: Sequence[str]) -
         "diagnosis": None,
         "error": error,
         "repro": " ".join(
-            shlex.quote(x) for x in ["adamw-conformance", "run", "--adapter", adapter, *worker_args]
+            shlex.quote(x) for x in ["adamw-conformance", "run", "--adapter", adapter, *repro_args]
         ),
         "series": rp.empty_series(),
         "duration_s": 0.0,

@@ -1,9 +1,12 @@
 """Subprocess entry: run one adapter over its cases, appending JSON lines as it goes.
 
 ``python -m conformance.worker --adapter torch --out results.jsonl [--scenario ...]
-[--dtype ...] [--mode ...] [--seeds ...] [--device cpu] [--implementation ...] [--quick|--full]``
+[--dtype ...] [--mode ...] [--seeds ...] [--device cpu] [--implementation ...] [--quick|--full]
+[--skip-ids FILE]``
 
-Lines (each flushed and fsynced at once, so a crash loses nothing already done):
+The worker exits when the process named in ``ADAMW_PARENT_PID`` (the runner) is gone
+(:mod:`conformance.lifeline`). Lines (each flushed and fsynced at once, so a crash loses nothing
+already done; non-finite numbers as ``"nan"``/``"inf"``/``"-inf"`` strings):
 ``{"type": "start", "adapter", "versions", "info", "devices", "precision", "plan": [case ids]}``,
 then one ``{"type": "case", "case": Case}`` per case, then ``{"type": "done"}``. If the adapter
 cannot be loaded: ``{"type": "fatal", "error"}`` and exit status 2.
@@ -12,7 +15,6 @@ cannot be loaded: ``{"type": "fatal", "error"}`` and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -20,29 +22,56 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from adapters.protocol import Adapter
+    from conformance.execute import CaseSpec
+
 
 def _emit(fh: IO[str], obj: dict[str, Any]) -> None:
-    from conformance.report.schema import _json_default
+    from conformance.report.schema import _json_default, dumps
 
-    fh.write(json.dumps(obj, allow_nan=False, default=_json_default) + "\n")
+    fh.write(dumps(obj, default=_json_default) + "\n")  # NaN/inf as strings: lossless
     fh.flush()
     os.fsync(fh.fileno())
 
 
 def add_selection_args(ap: argparse.ArgumentParser) -> None:
     """Case-selection options shared by the worker and ``adamw-conformance run``."""
-    ap.add_argument("--scenario", action="append", default=None, help="scenario id (repeatable)")
     ap.add_argument(
-        "--dtype", action="append", default=None, choices=["float64", "float32", "float16", "bfloat16"]
+        "--scenario",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="scenario id (repeatable; 'adamw-conformance list' shows them)",
     )
-    ap.add_argument("--mode", action="append", default=None, choices=["free", "teacher_forced"])
+    ap.add_argument(
+        "--dtype",
+        action="append",
+        default=None,
+        choices=["float64", "float32", "float16", "bfloat16"],
+        help="floating-point format (repeatable; default: each scenario's)",
+    )
+    ap.add_argument(
+        "--mode",
+        action="append",
+        default=None,
+        choices=["free", "teacher_forced"],
+        help="free-running or teacher-forced (repeatable; default both, teacher-forced "
+        "for the quick scenarios only unless --full, --mode or --scenario)",
+    )
     ap.add_argument("--seeds", default=None, help="comma list or range a-b (default 0; --full: 0-4)")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--implementation", action="append", default=None)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default cpu")
+    ap.add_argument(
+        "--implementation",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this implementation of the adapters that have it (repeatable)",
+    )
     ap.add_argument("--quick", action="store_true", help="the quick scenario subset")
     ap.add_argument("--full", action="store_true", help="long runs, all seeds, all scenarios")
     ap.add_argument("--no-diagnose", action="store_true", help="skip the knob search")
@@ -60,6 +89,32 @@ DEFAULT_IMPLEMENTATIONS: dict[str, list[str]] = {"optax": ["jit"], "torch-adam":
 
 def _default_impls(ns: argparse.Namespace, name: str) -> list[str] | None:
     return None if ns.full else DEFAULT_IMPLEMENTATIONS.get(name)
+
+
+def plan_cases(adapter: Adapter, name: str, ns: argparse.Namespace) -> list[CaseSpec]:
+    """The cases ``adamw-conformance run`` runs for one adapter: the selection ``ns`` holds the
+    options of :func:`add_selection_args` (``scenario``, ``dtype``, ``mode``, ``seeds``,
+    ``device``, ``implementation``, ``quick``, ``full``); ``name`` prefixes the case ids and picks
+    the default implementations. The worker and the pytest plug-in both plan here, so they run
+    the same cases.
+
+    Teacher-forced cases run for every scenario that allows them with ``--full``, ``--mode`` or
+    ``--scenario``; otherwise only for the quick scenarios (keeps the default run short).
+    """
+    from conformance.execute import plan
+    from conformance.scenarios import select
+
+    return plan(
+        adapter,
+        name,
+        select(ns.scenario, quick=ns.quick, full=ns.full),
+        dtypes=ns.dtype,
+        modes=tuple(ns.mode or ("free", "teacher_forced")),
+        seeds=parse_seeds(ns.seeds, ns.full),
+        device=ns.device,
+        implementations=ns.implementation or _default_impls(ns, name),
+        all_teacher_forced=bool(ns.full or ns.mode or ns.scenario),
+    )
 
 
 def parse_seeds(text: str | None, full: bool = False) -> list[int]:
@@ -209,29 +264,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="directory for per-case trajectories (.npz; for cpu_vs_gpu compare)",
     )
+    ap.add_argument(
+        "--skip-ids",
+        type=Path,
+        default=None,
+        help="file of case ids (one per line) already done: not run again (resume)",
+    )
     add_selection_args(ap)
     ns = ap.parse_args(argv)
+    from conformance.lifeline import watch_parent
+
+    watch_parent()  # exit as soon as the runner is gone, whatever ended it
     np.seterr(all="ignore")
     name = ns.name or ns.adapter
+    done: set[str] = set()
+    if ns.skip_ids is not None:
+        done = {ln.strip() for ln in ns.skip_ids.read_text(encoding="utf-8").splitlines() if ln.strip()}
     ns.out.parent.mkdir(parents=True, exist_ok=True)
     with open(ns.out, "a", encoding="utf-8") as fh:
         try:
-            from conformance.execute import Executor, load, plan
-            from conformance.scenarios import select
+            from conformance.execute import Executor, load
 
             adapter = load(ns.adapter)
-            scenarios = select(ns.scenario, quick=ns.quick, full=ns.full)
-            cases = plan(
-                adapter,
-                name,
-                scenarios,
-                dtypes=ns.dtype,
-                modes=tuple(ns.mode or ("free", "teacher_forced")),
-                seeds=parse_seeds(ns.seeds, ns.full),
-                device=ns.device,
-                implementations=ns.implementation or _default_impls(ns, name),
-                all_teacher_forced=bool(ns.full or ns.mode or ns.scenario),
-            )
+            cases = [c for c in plan_cases(adapter, name, ns) if c.id not in done]
             versions = adapter.versions()
         except BaseException as exc:
             _emit(

@@ -204,6 +204,7 @@ class TorchAdamW(_TorchAdamBase):
         knobs=TORCH_KNOBS,
         features=TORCH_FEATURES,
         notes=_NOTES,
+        implementation_devices=dict.fromkeys(CUDA_ONLY, ("cuda",)),
     )
 
 
@@ -226,6 +227,7 @@ class TorchAdamDecoupled(_TorchAdamBase):
         knobs={**TORCH_KNOBS, "decay_form": {**TORCH_KNOBS["decay_form"], "coupled_l2": N}},
         features=TORCH_FEATURES,
         notes=_NOTES + " Adam's default weight_decay is 0 (native_defaults has weight_decay=0).",
+        implementation_devices=dict.fromkeys(CUDA_ONLY, ("cuda",)),
     )
 
     def _extra_for(self, config: AdamWConfig) -> dict[str, Any]:

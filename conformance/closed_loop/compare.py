@@ -10,7 +10,6 @@ error is the framework's forward math, not its AdamW); ``divergent`` otherwise.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,10 @@ from conformance.closed_loop.bound import (
 )
 from conformance.report.schema import case_id
 
-BIG = 1.0e308  # stands for inf/NaN in JSON metrics (the report forbids non-finite numbers)
-
 
 def _finite(x: float) -> float:
-    return float(x) if math.isfinite(x) else BIG
+    """A metric value; NaN and infinities are kept (the report writes them losslessly)."""
+    return float(x)
 
 
 def _metrics(got: Any, exp: Any, dtype: str) -> dict[str, float]:

@@ -129,7 +129,7 @@ def run_in_subprocess(
             "--out",
             str(out),
         ]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ADAMW_PARENT_PID": str(os.getpid())}
         env.pop("KERAS_BACKEND", None)
         started = time.perf_counter()
         try:
@@ -219,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="run record JSON to write")
     p.add_argument("--cases", action="store_true", help="also print the report cases as JSON")
     a = p.parse_args(argv)
+    from conformance.lifeline import watch_parent
+
+    watch_parent()  # die with the runner that started this process
     if a.framework.startswith("keras-"):
         _set_keras_backend(a.framework)
     record = run_closed_loop(a.framework, a.task, a.steps, a.dtype, a.seed)

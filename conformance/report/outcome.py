@@ -90,15 +90,27 @@ class Matrix:
 
 
 def matrix(report: Mapping[str, Any]) -> Matrix:
-    """The implementation x dtype matrix of statuses (rows in report order, dtypes widest first)."""
+    """The implementation x dtype matrix of statuses: rows grouped by adapter (adapters and their
+    implementations in the order the report first meets them), dtypes widest first."""
     m = Matrix()
+    adapters: list[str] = []
     for c in _cases(report):
         row, col = row_key(c), str(c.get("dtype") or "-")
         if row not in m.rows:
             m.rows.append(row)
+        adapter = str(c.get("adapter") or "?")
+        if adapter not in adapters:
+            adapters.append(adapter)
         if col not in m.columns:
             m.columns.append(col)
         m.cells.setdefault((row, col), Counter())[status(c)] += 1
+    first = {r: i for i, r in enumerate(m.rows)}
+    m.rows.sort(
+        key=lambda r: (
+            adapters.index(r.split("[", 1)[0]) if r.split("[", 1)[0] in adapters else len(adapters),
+            first[r],
+        )
+    )
     m.columns.sort(key=lambda d: (DTYPE_ORDER.index(d) if d in DTYPE_ORDER else len(DTYPE_ORDER), d))
     return m
 

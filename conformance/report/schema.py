@@ -1,16 +1,28 @@
 """The conformance report: versioned JSON schema, TypedDicts and atomic I/O.
 
-Layout (schema ``adamw-conformance/report`` version ``1.0``)::
+Layout (schema ``adamw-conformance/report`` version ``1.1``)::
 
-    {"schema": "adamw-conformance/report", "schema_version": "1.0",
+    {"schema": "adamw-conformance/report", "schema_version": "1.1",
      "envelope": Envelope, "cases": [Case, ...]}
 
 One ``Case`` is one (adapter, implementation, device, dtype, scenario, mode, seed) run.
-Verdicts, from best to worst: ``exact`` (bitwise equal to the reference rounded to the dtype),
+Verdicts, from best to worst: ``exact`` (bitwise equal to the reference computed *in* the dtype;
+the metrics are measured against the binary64 reference, so they may show a few ulps),
 ``within_bound`` (inside the derived tolerance), ``acceptable`` (a deviation the spec allows; the
 flag naming it is in ``acceptable_flag``), ``divergent``, ``error`` (crash/hang/exception),
 ``skipped`` (the adapter lacks a feature the scenario needs; reason in ``error``).
-Renderers (conformance/render.py) read only these fields.
+Renderers (:mod:`conformance.report`) read only these fields.
+
+**Numbers are lossless.** JSON has no NaN or infinity, so a non-finite float in a numeric field
+(metrics, first divergence, bound, series, candidate scores) is written as the string ``"nan"``,
+``"inf"`` or ``"-inf"`` (:func:`encode_nonfinite`) and read back as the float (:func:`load`).
+Version 1.0 reports clamped such values to the largest double (``1.7976931348623157e+308``);
+:func:`load` still reads them, turning that sentinel into ``inf`` (1.0 could not tell NaN from
+infinity). Finite floats are written with Python's shortest round-trip ``repr``.
+
+The envelope's ``status`` is ``complete`` or ``interrupted`` (a run stopped by a signal; ``run
+--resume DIR`` finishes it), ``planned`` the number of cases the workers planned, and ``options``
+the run's options, from which ``--resume`` restarts it.
 """
 
 from __future__ import annotations
@@ -22,7 +34,11 @@ from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
 SCHEMA = "adamw-conformance/report"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+#: Versions :func:`load` reads (1.0: non-finite values clamped to the largest double).
+READABLE_VERSIONS: tuple[str, ...] = ("1.0", "1.1")
+LARGEST = 1.7976931348623157e308
+NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 Verdict = Literal["exact", "within_bound", "acceptable", "divergent", "error", "skipped"]
 Mode = Literal["free", "teacher_forced", "closed_loop", "cpu_vs_gpu"]
@@ -51,6 +67,10 @@ class Envelope(TypedDict):
     precision: dict[str, Any]  # {"tf32": {...}, "matmul": ...}
     seeds: list[int]
     env: dict[str, str]  # ADAMW_* environment variables
+    status: NotRequired[Literal["running", "complete", "interrupted"]]
+    planned: NotRequired[int]  # cases the workers planned (an interrupted run has fewer rows)
+    options: NotRequired[dict[str, Any]]  # the run's options, for --resume
+    known_findings: NotRequired[str | None]  # the known-findings file applied, or None
 
 
 class TensorMetrics(TypedDict):
@@ -119,7 +139,7 @@ class Case(TypedDict):
     repro: str
     series: Series
     duration_s: float
-    expected: NotRequired[str | None]  # known-findings entry matched (run --xfails-file)
+    expected: NotRequired[str | None]  # the known-findings entry this case matched
 
 
 class Report(TypedDict):
@@ -144,13 +164,75 @@ def new_report(envelope: Envelope) -> Report:
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "envelope": envelope, "cases": []}
 
 
+def encode_nonfinite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``"nan"``, ``"inf"`` or ``"-inf"`` (and
+    numpy scalars/arrays made plain), ready for strict JSON."""
+    if isinstance(obj, float):
+        if obj != obj:
+            return "nan"
+        if obj in (float("inf"), float("-inf")):
+            return "inf" if obj > 0 else "-inf"
+        return obj
+    if isinstance(obj, dict):
+        return {k: encode_nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [encode_nonfinite(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        return encode_nonfinite(obj.tolist())
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON (no NaN literals) with non-finite floats encoded as strings."""
+    return json.dumps(encode_nonfinite(obj), allow_nan=False, **kwargs)
+
+
+def _real(x: Any, sentinel: bool) -> Any:
+    if isinstance(x, str) and x in NONFINITE:
+        return NONFINITE[x]
+    if sentinel and isinstance(x, float) and abs(x) >= LARGEST:
+        return float("inf") if x > 0 else float("-inf")
+    return x
+
+
+def decode_case(case: dict[str, Any], sentinel: bool = False) -> dict[str, Any]:
+    """Turn the encoded non-finite values of one case's numeric fields back into floats
+    (``sentinel``: also read a 1.0 report's largest-double clamp as infinity). In place."""
+    for m in (case.get("metrics") or {}).values():
+        if isinstance(m, dict):
+            for k, v in m.items():
+                m[k] = _real(v, sentinel)
+    fd = case.get("first_divergence")
+    if isinstance(fd, dict):
+        for k in ("expected", "got", "abs_err", "ulp"):
+            if k in fd:
+                fd[k] = _real(fd[k], sentinel)
+    bound = case.get("bound")
+    if isinstance(bound, dict):
+        for k, v in bound.items():
+            bound[k] = _real(v, sentinel)
+    series = case.get("series")
+    if isinstance(series, dict) and isinstance(series.get("err"), list):
+        series["err"] = [_real(v, sentinel) for v in series["err"]]
+    diag = case.get("diagnosis")
+    if isinstance(diag, dict):
+        for cand in diag.get("candidates") or []:
+            if isinstance(cand, dict) and "score" in cand:
+                cand["score"] = _real(cand["score"], sentinel)
+    return case
+
+
 def write_atomic(path: Path, report: Report | dict[str, Any]) -> None:
-    """Write JSON to ``path`` via a temp file in the same directory + ``os.replace``."""
+    """Write JSON to ``path`` via a temp file in the same directory + ``os.replace``; the file
+    gets the permissions a plain ``open`` would give it (0666 minus the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=1, allow_nan=False, default=_json_default)
+            json.dump(encode_nonfinite(report), fh, indent=1, allow_nan=False, default=_json_default)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -170,20 +252,24 @@ def _json_default(obj: object) -> object:
 
 
 def load(path: Path) -> Report:
-    """Load a report (a file, or a directory holding ``report.json``) and check its schema tag."""
+    """Load a report (a file, or a directory holding ``report.json``), check its schema tag and
+    version, and decode non-finite numbers (see the module docstring)."""
     p = Path(path)
     if p.is_dir():
         p = p / "report.json"
     with open(p, encoding="utf-8") as fh:
         data = json.load(fh)
-    if data.get("schema") != SCHEMA:
-        raise ValueError(f"{p}: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
-    major = str(data.get("schema_version", "")).split(".")[0]
-    if major != SCHEMA_VERSION.split(".")[0]:
-        raise ValueError(
-            f"{p}: schema_version {data.get('schema_version')!r} is not compatible with {SCHEMA_VERSION!r}"
-        )
-    return data  # type: ignore[no-any-return]
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        tag = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{p}: schema is {tag!r}, expected {SCHEMA!r}")
+    version = str(data.get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise ValueError(f"{p}: schema_version {version!r} is not compatible with {SCHEMA_VERSION!r}")
+    sentinel = version == "1.0"
+    for case in data.get("cases") or []:
+        if isinstance(case, dict):
+            decode_case(case, sentinel)
+    return data  # type: ignore[return-value]
 
 
 def schema_path() -> Path:

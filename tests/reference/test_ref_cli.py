@@ -258,3 +258,32 @@ def test_console_script_runs() -> None:
         [str(exe), "explain", "--profile", "nope"], capture_output=True, text=True, timeout=60
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import adamw_ref
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"adamw-ref {adamw_ref.__version__}"
+
+
+def test_every_option_has_help() -> None:
+    from adamw_ref.cli import build_parser
+
+    parser = build_parser()
+    subs = [a for a in parser._actions if isinstance(a, type(parser._subparsers._group_actions[0]))]  # type: ignore[union-attr]
+    for name, sub in subs[0].choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"adamw-ref {name} {action.option_strings[0]} has no help"
+
+
+def test_one_name_per_framework_aliases_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    from adamw_ref.profiles import ALIASES, get_profile
+
+    assert get_profile("keras") is get_profile("keras3")  # the framework's name
+    assert get_profile("keras-jax") is get_profile("keras3")  # the adapter's name
+    assert get_profile("pytorch") is get_profile("torch")
+    assert all(get_profile(a) is get_profile(n) for a, n in ALIASES.items())
+    code, out, _ = run(capsys, "explain", "--profile", "keras", "--json")
+    assert code == 0 and json.loads(out)["config"] == get_profile("keras3").config.to_json()

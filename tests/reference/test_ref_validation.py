@@ -98,7 +98,7 @@ def test_unknown_field_and_incompatible_knobs() -> None:
         AdamWConfig(nesterov=True, amsgrad=True)
     assert info.value.field == "nesterov"
     with pytest.raises(ConfigError) as info:
-        get_profile("pytorch")
+        get_profile("pytorchh")  # a typo ("pytorch" is an alias of torch)
     assert info.value.field == "profile" and "torch" in str(info.value)
 
 

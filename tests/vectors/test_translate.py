@@ -272,3 +272,13 @@ def test_native_spelling_agrees_with_the_adapters(
     common = set(ours) & set(theirs)
     assert len(common) >= 3, (ours, theirs)
     assert {k: ours[k] for k in common} == {k: theirs[k] for k in common}
+
+
+def test_translate_accepts_profile_names_and_aliases() -> None:
+    from adapters.translate import framework_name, translate
+
+    assert framework_name("keras3") == framework_name("keras-jax") == "keras"
+    assert framework_name("pytorch") == "torch"
+    tr = translate("keras3", "pytorch")
+    assert (tr.source, tr.target) == ("keras", "torch")
+    assert tr.target_config == translate("keras", "torch").target_config
