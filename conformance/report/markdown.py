@@ -1,10 +1,12 @@
-"""A report as Markdown: the envelope, verdict counts, and one row per finding.
+"""A report as Markdown: the envelope, the outcome and matrix, status counts, and one row per
+finding.
 
 ``adamw-conformance summary DIR [--title T] [--md OUT]``. The output is deterministic (sorted
 rows, no timestamps beyond the report's own), so committed summaries only change when the
-results do. Divergent and error cases are listed with their first divergent step, size, the
-diagnosis and the reproduction command; ``expected`` marks cases matched by a known-findings
-file (``run --xfails-file``).
+results do. Statuses are those of :mod:`conformance.report.outcome`: a divergent or error case
+matched by a known finding is ``known``, listed in its own section with the entry it matched;
+unexpected divergent and error cases are listed with their first divergent step, size, the
+diagnosis and the reproduction command.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-VERDICT_ORDER = ("exact", "within_bound", "acceptable", "divergent", "error", "skipped")
+from conformance.report import outcome
+
+VERDICT_ORDER = outcome.STATUSES
 
 
 def _fmt(x: Any) -> str:
@@ -63,12 +67,25 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
         )
     lines.append(f"| precision | {_cell(env.get('precision'))} |")
     lines.append(f"| seeds | {env.get('seeds')} |")
+    if env.get("status") == "interrupted":
+        lines.append(
+            f"| status | **interrupted** ({len(cases)} of {env.get('planned', '?')} planned cases) |"
+        )
     lines.append("")
+
+    lines += ["## Outcome", "", f"**{outcome.headline(report)}** {outcome.closing_sentence(report)}", ""]
+    m = outcome.matrix(report)
+    if m.rows:
+        lines += ["| implementation | " + " | ".join(m.columns) + " |", "|---|" + "---|" * len(m.columns)]
+        for row in m.rows:
+            cells = [outcome.cell_text(m.cell(row, col)) for col in m.columns]
+            lines.append(f"| {_cell(row)} | " + " | ".join(cells) + " |")
+        lines.append("")
 
     counts: dict[tuple[str, str, str, str], Counter[str]] = {}
     for c in cases:
         key = (c.get("adapter", ""), c.get("implementation", ""), c.get("device", ""), c.get("dtype", ""))
-        counts.setdefault(key, Counter())[c.get("verdict", "")] += 1
+        counts.setdefault(key, Counter())[outcome.status(c)] += 1
     lines += [
         "## Verdicts",
         "",
@@ -87,7 +104,7 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
     lines.append("")
 
     bad = sorted(
-        (c for c in cases if c.get("verdict") in ("divergent", "error")),
+        (c for c in cases if outcome.status(c) in outcome.UNEXPECTED),
         key=lambda c: (
             c.get("adapter", ""),
             c.get("implementation", ""),
@@ -97,10 +114,11 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
             c.get("id", ""),
         ),
     )
-    lines += ["## Findings (divergent and error cases)", ""]
+    known = sorted((c for c in cases if outcome.status(c) == "known"), key=lambda c: str(c.get("id", "")))
+    lines += ["## Findings (unexpected divergent and error cases)", ""]
     if not bad:
         lines += ["None.", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + _known_section(known))
     lines += [
         "| case | verdict | first divergence | max rel. err | × bound | diagnosis | repro |",
         "|---|---|---|---:|---:|---|---|",
@@ -110,12 +128,32 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
         where = f"step {fd.get('step')}, {fd.get('param')}{list(fd.get('index') or [])}" if fd else "–"
         diag = c.get("diagnosis") or {}
         why = diag.get("detail") or (c.get("error") or "")[:300]
-        if c.get("expected"):
-            why = f"**expected** ({c['expected']}); {why}"
         lines.append(
             f"| `{_cell(c.get('id'))}` | {c.get('verdict')} | {_cell(where)} | "
             f"{_fmt(_max_metric(c, 'max_rel'))} | {_fmt(_bound_ratio(c))} | {_cell(why)} | "
             f"`{_cell(c.get('repro', ''))}` |"
         )
     lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _known_section(known))
+
+
+def _known_section(known: list[Mapping[str, Any]]) -> list[str]:
+    """Known findings: one row per entry with its case count and the first case id."""
+    if not known:
+        return []
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for c in known:
+        groups.setdefault(str(c.get("expected")), []).append(c)
+    lines = [
+        "## Known findings (accepted; conformance/expectations/known_findings.txt)",
+        "",
+        "| entry | cases | max rel. err | × bound | e.g. |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for entry, cs in sorted(groups.items()):
+        rel = max((_max_metric(c, "max_rel") or 0.0) for c in cs)
+        ratio = max((_bound_ratio(c) or 0.0) for c in cs)
+        lines.append(
+            f"| `{_cell(entry)}` | {len(cs)} | {_fmt(rel)} | {_fmt(ratio)} | `{_cell(cs[0].get('id'))}` |"
+        )
+    return [*lines, ""]

@@ -178,3 +178,17 @@ def test_run_exit_status_honours_known_findings(
     assert divergent, [(c["id"], c["verdict"], c.get("error")) for c in report["cases"]]
     assert rc == status
     assert all(bool(c.get("expected")) == (status == 0) for c in divergent)
+
+
+def test_markdown_marks_known_findings_apart() -> None:
+    cases = [
+        _case("k[d]-cpu-float64-basic-free-s0", "divergent", expected="k[d]-cpu-float64- (torch==2.13.0)"),
+        _case("t[i]-cpu-float64-basic-free-s0", "within_bound"),
+    ]
+    text = render_markdown(_report(cases))
+    findings, known = text.split("## Findings")[1].split("## Known findings")
+    assert "None." in findings and "k[d]-cpu-float64-basic" not in findings
+    assert "`k[d]-cpu-float64- (torch==2.13.0)` | 1 |" in known
+    header = next(ln for ln in text.splitlines() if ln.startswith("| adapter | implementation"))
+    assert "| known |" in header  # its own column, never counted as divergent
+    assert "Exit status 0" in text.split("## Outcome")[1]

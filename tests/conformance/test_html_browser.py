@@ -31,7 +31,7 @@ from conformance.report import outcome  # noqa: E402
 from conformance.report.html import render_html  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_REPORT = ROOT / "docs" / "reports" / "cpu-2026-11-23" / "report.json"
+CPU_REPORT = ROOT / "docs" / "reports" / "cpu-2026-11-25" / "report.json"
 WIDTH, HEIGHT = 1400, 900
 MAX_ROW_PX = 120
 CHROMIUM_ARGS = [
