@@ -320,10 +320,12 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     from adapters import load_adapter
 
     parser = argparse.ArgumentParser(prog="adamw-conformance vectors verify")
-    parser.add_argument("--adapter", required=True)
-    parser.add_argument("--dir")
-    parser.add_argument("--implementation")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--adapter", required=True, help="built-in name, entry point or package.module:factory"
+    )
+    parser.add_argument("--dir", help="vector directory (default: adamw_ref/vectors/data)")
+    parser.add_argument("--implementation", help="the adapter's implementation (default: its first)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--verbose", action="store_true", help="also list skipped tests")
     args = parser.parse_args(argv)
     try:

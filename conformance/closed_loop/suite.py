@@ -211,11 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m conformance.closed_loop.suite",
         description="Closed-loop training run: framework vs reference.",
     )
-    p.add_argument("--framework", required=True, choices=FRAMEWORKS)
-    p.add_argument("--task", default="logreg", choices=TASKS)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--framework", required=True, choices=FRAMEWORKS, help="the framework to train in")
+    p.add_argument("--task", default="logreg", choices=TASKS, help="the model (default logreg)")
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="default float64")
+    p.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default 0)")
     p.add_argument("--out", type=Path, required=True, help="run record JSON to write")
     p.add_argument("--cases", action="store_true", help="also print the report cases as JSON")
     a = p.parse_args(argv)
