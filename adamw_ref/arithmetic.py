@@ -223,11 +223,15 @@ class HighPrecision(Arithmetic[Decimal]):
     Traps are off, so division by zero gives ``Infinity`` and invalid operations ``NaN``.
     """
 
+    #: The largest precision accepted: each operation costs about digits^1.6, so a bound keeps a
+    #: typo like ``decimal:100000000`` from running for hours.
+    MAX_DIGITS = 1000
+
     def __init__(self, digits: int = 60) -> None:
-        if isinstance(digits, bool) or not isinstance(digits, int) or digits < 20:
+        if isinstance(digits, bool) or not isinstance(digits, int) or not 20 <= digits <= self.MAX_DIGITS:
             from adamw_ref.errors import ConfigError
 
-            raise ConfigError("digits", digits, "must be an integer >= 20")
+            raise ConfigError("digits", digits, f"must be an integer between 20 and {self.MAX_DIGITS}")
         self.digits = digits
         self.name = f"decimal{digits}"
         self.ctx = decimal.Context(prec=digits, traps=[], Emin=-999999, Emax=999999)

@@ -75,7 +75,7 @@ def parse_arithmetic(spec: object, field: str = "arithmetic") -> Arithmetic[Any]
     if spec.startswith("decimal:"):
         digits = spec.split(":", 1)[1]
         if not digits.isdigit():
-            raise ConfigError(field, spec, "expected decimal:DIGITS with an integer DIGITS >= 20")
+            raise ConfigError(field, spec, "expected decimal:DIGITS with an integer DIGITS in 20..1000")
         try:
             return HighPrecision(int(digits))
         except ConfigError as exc:
@@ -95,7 +95,10 @@ def parse_number(x: object, field: str) -> float | Decimal:
     if isinstance(x, bool) or not isinstance(x, (int, float, str)):
         raise InputError(field, x, "must be a number or a string (float.hex, 'inf', 'nan', 'dec:')")
     if isinstance(x, (int, float)):
-        return float(x)
+        try:
+            return float(x)
+        except OverflowError:
+            raise InputError(field, f"{str(x)[:20]}...", "overflows binary64 (|x| > 1.8e308)") from None
     s = x.strip()
     if s.startswith("dec:"):
         try:
@@ -105,9 +108,12 @@ def parse_number(x: object, field: str) -> float | Decimal:
     if s.lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
         return float(s)
     try:
-        return float.fromhex(s) if "0x" in s.lower() else float(s)
-    except ValueError:
+        value = float.fromhex(s) if "0x" in s.lower() else float(s)
+    except (ValueError, OverflowError):
         raise InputError(field, x, "is not a number, a float.hex string, 'inf' or 'nan'") from None
+    if not math.isfinite(value):
+        raise InputError(field, x, "overflows binary64 (write 'inf' for an infinity)")
+    return value
 
 
 def _vector(values: object, field: str) -> list[Any]:
@@ -285,16 +291,69 @@ def run_case(data: object, decimal: bool = True) -> dict[str, Any]:
     return trajectory_to_json(case, run_parsed(case), decimal=decimal)
 
 
+#: Limits on a JSON input (resource bombs are refused, not run): bytes and nesting depth.
+MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 64
+
+
+def _depth(text: str) -> int:
+    """The deepest bracket nesting of JSON ``text`` (brackets inside strings are skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def load_json(path: str | Path, field: str = "case file") -> Any:
-    """Read a JSON file; unreadable or malformed files raise InputError naming the path."""
+    """Read a JSON file; an unreadable, non-UTF-8, oversized (> :data:`MAX_JSON_BYTES`),
+    too deeply nested (> :data:`MAX_JSON_DEPTH`) or malformed file raises InputError naming the
+    path. A number too large for binary64 (``1e400``) is refused, not read as infinity."""
+    p = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if p.stat().st_size > MAX_JSON_BYTES:
+            raise InputError(field, str(path), f"is larger than {MAX_JSON_BYTES // 2**20} MiB")
+        raw = p.read_bytes()
     except OSError as exc:
         raise InputError(field, str(path), f"cannot be read: {exc.strerror}") from None
     try:
-        return json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            field, str(path), f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise InputError(field, str(path), f"nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise InputError(field, str(path), f"is not valid JSON: {exc}") from None
+    except ValueError as exc:  # _no_constant / _finite_float
+        raise InputError(field, str(path), str(exc)) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"contains {name}, which is not JSON (write 'nan'/'inf' as strings)")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"the number {text[:40]} overflows binary64")
+    return x
 
 
 def trajectory_from_json(doc: Mapping[str, Any]) -> list[dict[str, Any]]:

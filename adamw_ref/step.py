@@ -57,7 +57,10 @@ Params = Mapping[str, Sequence[Any]]
 Grads = Mapping[str, Sequence[Any] | None]
 
 
-def _check_params(params: Params) -> None:
+def _check_params(params: Params, finite: bool) -> None:
+    """Names are strings, values sequences of real numbers (``finite``: and finite, as initial
+    parameters must be; a later step accepts NaN and infinities, which only IEEE propagation of a
+    non-finite gradient produces)."""
     if not isinstance(params, Mapping) or len(params) == 0:
         raise InputError("params", params, "must be a non-empty mapping of name -> values")
     for name, values in params.items():
@@ -66,10 +69,20 @@ def _check_params(params: Params) -> None:
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             raise InputError(f"params[{name!r}]", values, "must be a sequence of numbers")
         for i, x in enumerate(values):
-            if isinstance(x, bool) or not hasattr(x, "__float__"):
+            if isinstance(x, (bool, complex)) or not hasattr(x, "__float__"):
                 raise InputError(f"params[{name!r}][{i}]", x, "must be a real number")
-            if not math.isfinite(float(x)):
+            if finite and not math.isfinite(float(x)):
                 raise InputError(f"params[{name!r}][{i}]", x, "initial parameters must be finite")
+
+
+def _check_groups(params: Params, config: AdamWConfig) -> None:
+    """Every parameter a group names must exist: a misspelt name would silently do nothing."""
+    for gi, group in enumerate(config.groups):
+        for n in group.names:
+            if n not in params:
+                raise InputError(
+                    f"groups[{gi}].names", n, f"names no parameter; parameters: {sorted(params)}"
+                )
 
 
 def _check_grads(params: Params, grads: Grads) -> None:
@@ -91,7 +104,7 @@ def _check_grads(params: Params, grads: Grads) -> None:
                 f"grads[{name!r}]", f"length {len(g)}", f"parameter has length {len(params[name])}"
             )
         for i, x in enumerate(g):
-            if isinstance(x, bool) or not hasattr(x, "__float__"):
+            if isinstance(x, (bool, complex)) or not hasattr(x, "__float__"):
                 raise InputError(f"grads[{name!r}][{i}]", x, "must be a real number")
 
 
@@ -103,7 +116,8 @@ def init(
     """The state before the first step: zero moments (and ``v_max`` when ``amsgrad``), step 0."""
     if not isinstance(config, AdamWConfig):
         raise InputError("config", config, "must be an AdamWConfig")
-    _check_params(params)
+    _check_params(params, finite=True)
+    _check_groups(params, config)
     zero = arithmetic.const(0.0)
     zeros = {name: tuple(zero for _ in values) for name, values in params.items()}
     return State(
@@ -138,8 +152,8 @@ def updates(
     with a gradient (``None``: frozen). :func:`step` assembles the result; ``explain`` reads it."""
     if not isinstance(config, AdamWConfig):
         raise InputError("config", config, "must be an AdamWConfig")
-    if not isinstance(params, Mapping) or len(params) == 0:
-        raise InputError("params", params, "must be a non-empty mapping of name -> values")
+    _check_params(params, finite=False)
+    _check_groups(params, config)
     _check_grads(params, grads)
     _check_state(params, state, config)
     A = arithmetic
