@@ -98,11 +98,63 @@ def _group_skip(adapter: Adapter, config: AdamWConfig, dtype: str, implementatio
     return None
 
 
+def needed_features(config: AdamWConfig) -> list[str]:
+    """The :class:`~adapters.protocol.AdapterInfo` features a configuration uses."""
+    from adamw_ref import Constant
+
+    def scheduled(s: object) -> bool:
+        return not (isinstance(s, Constant) and s.value == 1.0)
+
+    wanted = {
+        "amsgrad": config.amsgrad,
+        "maximize": config.maximize,
+        "nesterov": config.nesterov,
+        "eps_root": config.eps_root != 0.0,
+        "lr_schedule": scheduled(config.lr_schedule),
+        "wd_schedule": scheduled(config.wd_schedule),
+        "groups": bool(config.groups),
+    }
+    return [f for f, on in wanted.items() if on]
+
+
+def _declared_skip(adapter: Adapter, config: AdamWConfig) -> str | None:
+    """A feature the adapter declares UNSUPPORTED: skipped, as the suite skips it."""
+    for feat in needed_features(config):
+        if Support(adapter.info.features.get(feat, Support.UNSUPPORTED)) is Support.UNSUPPORTED:
+            return f"feature {feat!r} not supported (AdapterInfo.features)"
+    return None
+
+
 def _test_skip(adapter: Adapter, test: Mapping[str, Any]) -> str | None:
     frozen = any(g is None for step in test["grads"] for g in step.values())
     if frozen and adapter.info.features.get("frozen", Support.NATIVE) is Support.UNSUPPORTED:
         return "frozen parameters (null gradients) not supported"
     return None
+
+
+class VectorFileError(ValueError):
+    """A vector file that cannot be verified (one line: the file and what is wrong)."""
+
+
+def read_vector_file(path: Path) -> dict[str, Any]:
+    """A vector file, checked against the essentials of the schema; :class:`VectorFileError`
+    names the file for anything unreadable, not UTF-8, not JSON, malformed, or with a dtype other
+    than float64/float32."""
+    from adamw_ref.vectors.lint import structural_errors
+
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise VectorFileError(f"{path.name}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise VectorFileError(f"{path.name}: not UTF-8 text (offset {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        raise VectorFileError(f"{path.name}: not a JSON vector file: {str(exc)[:120]}") from None
+    problems = structural_errors(doc)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VectorFileError(f"{path.name}: {problems[0]}{more}")
+    return dict(doc)
 
 
 def _moment_bounds(
@@ -247,11 +299,16 @@ def verify(
     """Verify ``adapter`` against every vector file in ``directory``."""
     directory = directory or default_vectors_dir()
     report = VerifyReport(adapter=adapter.info.name)
-    for path in sorted(directory.glob("*.json")):
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        for group in doc["testGroups"]:
-            config = AdamWConfig.from_json(group["config"])
-            skip = _group_skip(adapter, config, group["dtype"], implementation)
+    for path in vector_files(directory):
+        doc = read_vector_file(path)
+        for gi, group in enumerate(doc["testGroups"]):
+            try:
+                config = AdamWConfig.from_json(group["config"])
+            except ValueError as exc:
+                raise VectorFileError(f"{path.name}: testGroups[{gi}].config: {exc}") from None
+            skip = _group_skip(adapter, config, group["dtype"], implementation) or _declared_skip(
+                adapter, config
+            )
             for test in group["tests"]:
                 res = TestResult(path.name, test["tcId"], list(test["flags"]), "skip")
                 reason = skip or _test_skip(adapter, test)
@@ -273,6 +330,17 @@ def verify(
                         res.reason = problem or ""
                 report.results.append(res)
     return report
+
+
+def vector_files(directory: Path) -> list[Path]:
+    """The ``*.json`` files of ``directory``; :class:`VectorFileError` when there are none (a
+    verification that checked nothing never passes)."""
+    if not directory.is_dir():
+        raise VectorFileError(f"{directory}: not a directory of vector files")
+    files = sorted(directory.glob("*.json"))
+    if not files:
+        raise VectorFileError(f"{directory}: no vector files (*.json)")
+    return files
 
 
 def schema_validator() -> Any:
@@ -328,16 +396,21 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--verbose", action="store_true", help="also list skipped tests")
     args = parser.parse_args(argv)
+    import sys
+
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # plug-ins in the current directory, as for run
+    prog = "adamw-conformance vectors verify"
     try:
         adapter = load_adapter(args.adapter)
         if isinstance(adapter, type):  # a class with a class-level ``info``: instantiate it
             adapter = adapter()
         report = verify(adapter, Path(args.dir) if args.dir else None, args.implementation, args.device)
     except FrameworkUnavailable as exc:
-        print(f"unavailable: {exc}")
+        print(f"{prog}: unavailable: {exc}", file=sys.stderr)
         return 2
-    except AdapterError as exc:
-        print(f"error: {exc}")
+    except (AdapterError, VectorFileError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     shown: set[tuple[str, str]] = set()
     for r in report.results:

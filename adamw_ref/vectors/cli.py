@@ -18,7 +18,18 @@ from adamw_ref.vectors.lint import default_vectors_dir, lint
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    paths = generate(Path(args.out) if args.out else default_vectors_dir())
+    out = Path(args.out) if args.out else default_vectors_dir()
+    if out.exists() and not out.is_dir():
+        print(
+            f"adamw-ref vectors generate: error: --out {str(out)!r}: exists and is not a directory",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        paths = generate(out)
+    except OSError as exc:
+        print(f"adamw-ref vectors generate: error: --out {str(out)!r}: {exc.strerror}", file=sys.stderr)
+        return 2
     total = sum(json.loads(p.read_text())["numberOfTests"] for p in paths)
     size = sum(p.stat().st_size for p in paths)
     print(f"wrote {len(paths)} files, {total} tests, {size} bytes to {paths[0].parent}")
@@ -27,6 +38,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_lint(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else default_vectors_dir()
+    if not directory.is_dir():
+        print(f"adamw-ref vectors lint: error: --dir {str(directory)!r}: not a directory", file=sys.stderr)
+        return 2
     errs = lint(directory)
     for e in errs:
         print(e)

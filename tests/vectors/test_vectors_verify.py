@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from adamw_ref.vectors.cli import cli_main as vectors_cli
@@ -102,3 +104,77 @@ def test_optax_flushes_subnormals(tmp_path) -> None:  # type: ignore[no-untyped-
     assert [r.flags for r in failed] == [["SUBNORMAL"], ["SUBNORMAL", "FLOAT32"]], [r.reason for r in failed]
     assert all("m['w'][0]: got np.float64(0.0)" in r.reason for r in failed)
     assert report.count("fail") == 2 and report.count("pass") >= 8
+
+
+def _one_vector(tmp_path: Path) -> Path:
+    from adamw_ref.vectors import default_vectors_dir
+
+    d = tmp_path / "v"
+    d.mkdir()
+    (d / "adamw_torch_test.json").write_bytes((default_vectors_dir() / "adamw_torch_test.json").read_bytes())
+    return d / "adamw_torch_test.json"
+
+
+def _corrupt(path: Path, how: str) -> None:
+    import json as _json
+
+    text = path.read_text()
+    if how == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif how == "no_config":
+        doc = _json.loads(text)
+        del doc["testGroups"][0]["config"]
+        path.write_text(_json.dumps(doc))
+    elif how == "float128":
+        doc = _json.loads(text)
+        doc["testGroups"][0]["dtype"] = "float128"
+        path.write_text(_json.dumps(doc))
+    elif how == "bad_config":
+        doc = _json.loads(text)
+        doc["testGroups"][0]["config"]["decay_form"] = "sideways"
+        path.write_text(_json.dumps(doc))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "no_config", "float128", "bad_config"])
+def test_verify_refuses_a_broken_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    path = _one_vector(tmp_path)
+    _corrupt(path, how)
+    code = verify_vectors.cli_main(["--adapter", "reference", "--dir", str(path.parent)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "adamw_torch_test.json" in err, err
+
+
+@pytest.mark.parametrize("where", ["empty", "file", "missing"])
+def test_verify_with_nothing_to_check_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    target = {"empty": tmp_path, "file": tmp_path / "f.json", "missing": tmp_path / "nope"}[where]
+    (tmp_path / "f.json").write_text("{}") if where == "file" else None
+    code = verify_vectors.cli_main(["--adapter", "reference", "--dir", str(target)])
+    assert code == 2 and "vector files" in capsys.readouterr().err
+
+
+def test_generate_onto_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f").write_text("x")
+    assert vectors_cli(["generate", "--out", str(tmp_path / "f")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_verify_honours_declared_features(tmp_path: Path) -> None:
+    # an adapter that declares amsgrad unsupported but would accept it in to_native: the AMSGrad
+    # groups are skipped with the declared reason, as the suite skips them
+    from adapters.protocol import Support
+    from adapters.reference.adapter import ReferenceAdapter
+
+    ad = ReferenceAdapter()
+    ad.info = type(ad.info)(
+        **{**ad.info.__dict__, "features": {**ad.info.features, "amsgrad": Support.UNSUPPORTED}}
+    )
+    report = verify_vectors.verify(ad)
+    skipped = [r for r in report.results if r.status == "skip"]
+    assert skipped and all("amsgrad" in r.reason for r in skipped)
+    assert report.ok
