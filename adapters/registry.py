@@ -1,18 +1,43 @@
-"""Finding adapters: built-in names, ``package.module:factory`` specs, and entry points.
+"""Finding adapters: built-in names, entry points, ``package.module:factory`` specs, and the
+generic wrappers' ``kind:target?args`` specs (``torch:torch.optim.AdamW``).
 
 Nothing is imported until :func:`load_adapter` is called. Third-party packages register in the
-entry-point group ``adamw_ref.adapters`` (name -> ``module:factory``); ``factory`` is an
-:class:`~adapters.protocol.Adapter` instance, or a class/callable returning one.
+entry-point group ``adamw_ref.adapters`` (name -> ``module:factory``, or a wrapper spec such as
+``torch:pkg.mod.Class``); ``factory`` is an :class:`~adapters.protocol.Adapter` instance, or a
+class/callable returning one. :func:`parse_spec` checks a spec's form without importing anything
+(the grammar: :mod:`adapters.generic.spec`); :func:`expand_spec` turns ``keras:X`` into one spec
+per installed Keras backend.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from importlib.metadata import entry_points
 from typing import Any
 
 from adapters.errors import AdapterError
+from adapters.generic.spec import (
+    KERAS_KINDS,
+    SPEC_KINDS,
+    WRAPPER_KINDS,
+    AdapterSpec,
+    is_wrapper_spec,
+    parse_wrapper,
+)
 from adapters.protocol import Adapter
+
+__all__ = [
+    "BUILTIN_ADAPTERS",
+    "ENTRY_POINT_GROUP",
+    "SPEC_KINDS",
+    "WRAPPER_KINDS",
+    "AdapterSpec",
+    "available_adapters",
+    "expand_spec",
+    "load_adapter",
+    "parse_spec",
+]
 
 ENTRY_POINT_GROUP = "adamw_ref.adapters"
 
@@ -53,17 +78,85 @@ def _resolve(spec: str) -> Adapter:
     return obj
 
 
+def _entry_point(name: str) -> str | None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return str(ep.value)
+    return None
+
+
+def _dotted(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def parse_spec(spec: str) -> AdapterSpec:
+    """The form of an adapter spec, checked without importing any framework or plug-in.
+
+    ``kind`` is ``builtin`` (a name of :data:`BUILTIN_ADAPTERS`), ``entry_point`` (a name in the
+    ``adamw_ref.adapters`` group; ``module``/``attr`` from its value), ``plugin``
+    (``package.module:factory``) or a wrapper kind (:data:`WRAPPER_KINDS`, with the constructor
+    overrides in ``kwargs`` and ``?profile=`` in ``profile``). A bad spec raises AdapterError
+    with a one-line message naming it.
+    """
+    if not isinstance(spec, str) or not spec.strip() or spec != spec.strip():
+        raise AdapterError(f"adapter spec {spec!r}: expected a name, package.module:factory or kind:target")
+    if spec in BUILTIN_ADAPTERS:
+        module, _, attr = BUILTIN_ADAPTERS[spec].partition(":")
+        return AdapterSpec(spec=spec, kind="builtin", module=module, attr=attr)
+    if is_wrapper_spec(spec):
+        return parse_wrapper(spec)
+    if ":" in spec:
+        module, _, attr = spec.partition(":")
+        if "?" in attr:
+            raise AdapterError(
+                f"adapter spec {spec!r}: ?key=value arguments only follow a wrapper kind "
+                f"({', '.join(WRAPPER_KINDS)})"
+            )
+        if not _dotted(module) or not _dotted(attr):
+            raise AdapterError(f"invalid adapter spec {spec!r}: expected 'package.module:factory'")
+        return AdapterSpec(spec=spec, kind="plugin", module=module, attr=attr)
+    value = _entry_point(spec)
+    if value is None:
+        known = sorted(BUILTIN_ADAPTERS) + sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+        raise AdapterError(
+            f"unknown adapter {spec!r}; known: {known}, 'package.module:factory' or "
+            f"'kind:package.module.Class' (kinds: {', '.join(WRAPPER_KINDS)})"
+        )
+    module, _, attr = value.partition(":")
+    return AdapterSpec(spec=spec, kind="entry_point", module=module, attr=attr)
+
+
+def expand_spec(spec: str) -> list[str]:
+    """``keras:X[?args]`` -> ``keras-<backend>:X[?args]`` for every installed backend (in the
+    order tensorflow, jax, torch); every other spec -> ``[spec]``. Imports nothing."""
+    parsed = parse_spec(spec)
+    if parsed.kind != "keras":
+        return [spec]
+    if importlib.util.find_spec("keras") is None:
+        raise AdapterError(f"adapter spec {spec!r}: keras is not installed")
+    out = [parsed.with_kind(kind) for kind, pkg in KERAS_KINDS.items() if importlib.util.find_spec(pkg)]
+    if not out:
+        raise AdapterError(f"adapter spec {spec!r}: no Keras backend (tensorflow, jax, torch) is installed")
+    return out
+
+
 def load_adapter(name_or_spec: str) -> Adapter:
-    """A built-in name, an entry-point name, or a ``package.module:factory`` spec."""
+    """A built-in name, an entry-point name, a ``package.module:factory`` spec or a generic
+    wrapper spec (``kind:target?args``, :mod:`adapters.generic`)."""
     if name_or_spec in BUILTIN_ADAPTERS:
         return _resolve(BUILTIN_ADAPTERS[name_or_spec])
-    if ":" in name_or_spec:
+    parsed = parse_spec(name_or_spec)
+    if parsed.kind == "entry_point":
+        value = _entry_point(name_or_spec) or ""
+        if is_wrapper_spec(value):
+            return load_adapter(value)
+        return _resolve(value)
+    if parsed.kind == "plugin":
         return _resolve(name_or_spec)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name_or_spec:
-            return _resolve(ep.value)
-    known = sorted(BUILTIN_ADAPTERS) + sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    raise AdapterError(f"unknown adapter {name_or_spec!r}; known: {known} or 'package.module:factory'")
+    from adapters.generic.loader import load_wrapper
+
+    adapter: Adapter = load_wrapper(parsed)
+    return adapter
 
 
 def available_adapters() -> dict[str, str]:

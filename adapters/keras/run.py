@@ -113,14 +113,7 @@ class KerasRun:
             try:
                 if dtype == "float64":
                     keras.config.set_floatx("float64")
-                self.opt = keras.optimizers.AdamW(
-                    learning_rate=lr,
-                    weight_decay=float(native["weight_decay"]),
-                    beta_1=float(native["beta_1"]),
-                    beta_2=float(native["beta_2"]),
-                    epsilon=float(native["epsilon"]),
-                    amsgrad=bool(native["amsgrad"]),
-                )
+                self.opt = self.build_optimizer(keras, lr, native)
             finally:
                 keras.config.set_floatx(old_floatx)
             masked = decay_mask(config, self.names)
@@ -130,6 +123,22 @@ class KerasRun:
                     var_names=[rf"^{re.escape(kmap[n])}(:\d+)?$" for n in masked]
                 )
             self.opt.build(self.vars)
+
+    def build_optimizer(self, keras: Any, learning_rate: Any, native: Mapping[str, Any]) -> Any:
+        """``keras.optimizers.AdamW`` from the ``to_native`` arguments (a seam: the generic
+        wrapper builds another optimizer class). Called inside the device scope."""
+        return keras.optimizers.AdamW(
+            learning_rate=learning_rate,
+            weight_decay=float(native["weight_decay"]),
+            beta_1=float(native["beta_1"]),
+            beta_2=float(native["beta_2"]),
+            epsilon=float(native["epsilon"]),
+            amsgrad=bool(native["amsgrad"]),
+        )
+
+    def amsgrad(self) -> bool:
+        """Whether the optimizer keeps ``_velocity_hats`` (AMSGrad)."""
+        return bool(getattr(self.opt, "amsgrad", False))
 
     # -- helpers -----------------------------------------------------------------------------
     def _np(self, x: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -191,7 +200,7 @@ class KerasRun:
         m = {n: self._np(self._slot("_momentums", v)) for n, v in zip(self.names, self.vars, strict=True)}
         v_ = {n: self._np(self._slot("_velocities", v)) for n, v in zip(self.names, self.vars, strict=True)}
         vmax = None
-        if self.opt.amsgrad:
+        if self.amsgrad():
             vmax = {
                 n: self._np(self._slot("_velocity_hats", v))
                 for n, v in zip(self.names, self.vars, strict=True)
@@ -240,9 +249,9 @@ class KerasRun:
             var.assign(ops.cast(ops.convert_to_tensor(arrays[f"param{i:04d}"]), var.dtype))
 
     def set_state(self, params: Mapping[str, Array], state: CanonicalState) -> None:
-        if (state.v_max is None) == bool(self.opt.amsgrad):
+        if (state.v_max is None) == self.amsgrad():
             raise InputError(
-                "state.v_max", state.v_max is not None, f"this optimizer has amsgrad={self.opt.amsgrad}"
+                "state.v_max", state.v_max is not None, f"this optimizer has amsgrad={self.amsgrad()}"
             )
         for n, var in zip(self.names, self.vars, strict=True):
             self._assign(var, params[n])

@@ -65,7 +65,7 @@ def scale_by_adam_variant(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _table(values: list[float], base: float, dtype: str) -> Any:
+def schedule_values(values: list[float], base: float, dtype: str) -> Any:
     """``fl(fl(base) * fl(value))`` in ``dtype`` as a jnp array (the reference's rounding)."""
     import jax.numpy as jnp
 
@@ -102,8 +102,9 @@ def build_transform(
     shift = 1 if c.schedule_count is ScheduleCount.POST_INCREMENT else 0
     etas = [c.lr_schedule(i + shift) for i in range(horizon)]
     omegas = [c.wd_schedule(i + shift) for i in range(horizon)]
-    lr_tab, wd_tab = _table(etas, c.lr, dtype), _table(omegas, c.weight_decay, dtype)
-    eta_tab = _table(etas, 1.0, dtype)
+    lr_tab = schedule_values(etas, c.lr, dtype)
+    wd_tab = schedule_values(omegas, c.weight_decay, dtype)
+    eta_tab = schedule_values(etas, 1.0, dtype)
 
     lr: Any = (lambda count: lr_tab[count]) if p["lr_schedule"] else c.lr
     wd: Any = (lambda count: wd_tab[count]) if p["wd_schedule"] else c.weight_decay
@@ -244,13 +245,18 @@ class OptaxRun:
 
         self.horizon = horizon
         jit, mu_dtype = IMPL_MODES[self.implementation]
-        self.tx = tx = build_transform(self.config, self.names, self.dtype, horizon, mu_dtype)
+        self.tx = tx = self.make_transform(horizon, mu_dtype)
 
         def update(params: Any, grads: Any, state: Any) -> Any:
             updates, state = tx.update(grads, state, params)
             return optax.apply_updates(params, updates), state
 
         self._update = jax.jit(update) if jit else update
+
+    def make_transform(self, horizon: int, mu_dtype: str | None) -> Any:
+        """The transformation for schedule tables of ``horizon`` counts (a seam: the generic
+        wrapper builds a user factory's transformation instead)."""
+        return build_transform(self.config, self.names, self.dtype, horizon, mu_dtype)
 
     def _count(self) -> int:
         return int(_find_adam(self.opt_state).count)

@@ -16,6 +16,9 @@ Findings (pytorch_optimizer 4.1.0, see docs/adapters/third_party.md):
   difference is below rounding (the bound is not exceeded).
 * FlashAdamW with its default 8-bit moments deviates by ~8e-4; unquantized it *is* the torch
   formula, except that steps are counted per group (visible only with frozen parameters).
+
+The same classes load as generic specs (``torch:pytorch_optimizer.StableAdamW``, ...): the last
+tests check that they run the same code, and what only the hand-written adapters know.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_optimizer")
 
 from adamw_ref import KNOB_FIELDS, AdamWConfig, UserSchedule, get_profile  # noqa: E402
-from adapters import Adapter, UnsupportedConfig, load_adapter  # noqa: E402
+from adapters import Adapter, CanonicalState, UnsupportedConfig, load_adapter  # noqa: E402
 from tests.adapters.test_torch_adapter import U32, U64, _f32, bound, reference, worst  # noqa: E402
 
 SPEC = "adapters.contrib.pytorch_optimizer:"
@@ -226,3 +229,49 @@ def test_stableadamw_state_is_canonical(data: Any) -> None:
     m_ref = np.asarray(st.m["w"]).reshape(4, 5)
     # lerp with debiased betas and the conversion: a few roundings relative to max|m|.
     assert np.max(np.abs(r.state().m["w"] - m_ref)) <= 64 * U64 * np.max(np.abs(m_ref))
+
+
+# -- the same classes through the generic wrapper (adapters/generic) ---------------------------
+GENERIC = {
+    "StableAdamWAdapter": ("torch:pytorch_optimizer.StableAdamW", "forloop", GLOBAL),
+    "AdamCAdapter": (
+        "torch:pytorch_optimizer.AdamC",
+        "foreach",
+        GLOBAL.replace(eps_placement="before_bias_correction", eps_root=1e-15),
+    ),
+    "FlashAdamWAdapter": ("torch:pytorch_optimizer.FlashAdamW", "forloop", GLOBAL),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generic_spec_runs_the_same_code(name: str, data: Any) -> None:
+    """``torch:pytorch_optimizer.X`` builds the optimizer with the same arguments: the trajectory
+    is bit-identical to the hand-written adapter's (FlashAdamW: its default, quantised moments)."""
+    params, grads = data
+    spec, impl, own = GENERIC[name]
+    generic = load_adapter(spec).create(TORCH, params, implementation=impl, dtype="float64")
+    for g in grads:
+        generic.step(g)
+    contrib_impl = "quantized" if name == "FlashAdamWAdapter" else impl
+    mine = run(name, own, params, grads, contrib_impl).params()
+    assert all(np.array_equal(generic.params()[n], mine[n]) for n in params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_what_only_the_hand_written_adapter_knows(name: str) -> None:
+    """Why the contrib module stays: the generic wrapper claims the torch profile's knobs (it
+    cannot read eps placement or per-group counts off a signature), cannot map ``ams_bound`` or
+    ``decouple_lr``, and refuses teacher forcing where the state is not torch's raw moments."""
+    spec, impl, _ = GENERIC[name]
+    a = load_adapter(spec)
+    assert a.native_defaults().step_count_scope.value == "per_parameter"  # claimed, not computed
+    assert adapter(name).native_defaults() != a.native_defaults()
+    run_ = a.create(TORCH, {"w": np.zeros(3)}, implementation=impl, dtype="float64")
+    canon = CanonicalState(step=1, m={"w": np.zeros(3)}, v={"w": np.zeros(3)}, v_max=None)
+    if name == "AdamCAdapter":  # raw moments under torch's names, a per-group step: forced
+        run_.set_state({"w": np.zeros(3)}, canon)
+        assert run_.param_steps() == {"w": 1}
+    else:  # StableAdamW keeps m_hat, v_hat; FlashAdamW quantised codes
+        with pytest.raises(UnsupportedConfig) as exc:
+            run_.set_state({"w": np.zeros(3)}, canon)
+        assert exc.value.field == "teacher_forced"
