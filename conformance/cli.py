@@ -12,6 +12,9 @@
     adamw-conformance compare CPU_DIR GPU_DIR [--out DIR]   # cpu_vs_gpu cases
     adamw-conformance summary DIR [--title T] [--md OUT]    # the report as Markdown
     adamw-conformance vectors verify --adapter NAME | lint  # the test vectors
+    adamw-conformance identify SPEC [--json]              # which profile/knobs an optimizer is
+    adamw-conformance matrix DIR... [--md OUT]            # conformance history over releases
+    adamw-conformance bench [--sizes ...] [--json FILE]   # step time against the roofline
 
 Exit status of ``run`` and ``compare`` (:mod:`conformance.report.outcome`): 0 when every case
 that ran conforms or matches a known finding; 1 when a case diverges or errors unexpectedly, or
@@ -138,7 +141,7 @@ def _validate(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.strict and ns.known_findings is not None:
         raise opt.UsageError("--known-findings", ns.known_findings, "cannot be combined with --strict")
     device = opt.device(ns.device)
-    adapters, notes = opt.adapters(ns.adapter, device)
+    adapters, notes = opt.adapters(ns.adapter, device, ns.adapter_arg or ())
     v: dict[str, Any] = {
         "adapter": adapters,
         "notes": notes,
@@ -299,7 +302,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 def _resume(ns: argparse.Namespace) -> int:
     given = [
         f"--{k.replace('_', '-')}"
-        for k in RESUMABLE
+        for k in (*RESUMABLE, "adapter_arg")
         if getattr(ns, k, None) not in (None, False) and not (k == "device" and ns.device == "cpu")
     ]
     given += ["--out"] if ns.out is not None else []
@@ -581,8 +584,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--adapter",
         action="append",
         default=None,
-        help="built-in name, entry point, 'keras' (every installed Keras backend) or "
-        "package.module:factory (repeatable); default: every installed built-in adapter",
+        help="built-in name, entry point, 'keras' (every installed Keras backend), "
+        "package.module:factory, or a wrapper spec: torch:pkg.Class (any torch optimizer), "
+        "optax:pkg.factory, keras[-jax|-tensorflow|-torch]:pkg.Class, numpy:pkg.Class "
+        "(docs/adapters/generic.md); repeatable; default: every installed built-in adapter",
+    )
+    r.add_argument(
+        "--adapter-arg",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="a constructor argument for every wrapper spec (repeatable; VALUE as JSON, else a "
+        "string; same as SPEC?KEY=VALUE)",
     )
     add_selection_args(r)
     r.add_argument(
@@ -655,6 +668,24 @@ def build_parser() -> argparse.ArgumentParser:
         "against them, 'lint' checks the files against the JSON Schema",
     )
     v.set_defaults(func=None)
+    for name, text in (
+        (
+            "identify",
+            "fingerprint an optimizer: which profile, knobs and flags reproduce it "
+            "(see 'adamw-conformance identify --help')",
+        ),
+        (
+            "matrix",
+            "merge the reports of many runs (one per framework release) into the "
+            "conformance history (see 'adamw-conformance matrix --help')",
+        ),
+        (
+            "bench",
+            "step time of every installed implementation against the memory roofline "
+            "(see 'adamw-conformance bench --help')",
+        ),
+    ):
+        sub.add_parser(name, add_help=False, help=text).set_defaults(func=None)
     return ap
 
 
@@ -667,6 +698,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from conformance.vectors import vectors_main
 
         return vectors_main(args[1:])
+    if args[:1] == ["identify"]:
+        from conformance.identify import identify_main
+
+        return identify_main(args[1:])
+    if args[:1] == ["matrix"]:
+        from conformance.history import matrix_main
+
+        return matrix_main(args[1:])
+    if args[:1] == ["bench"]:
+        from conformance.bench import bench_main
+
+        return bench_main(args[1:])
     try:
         ns = build_parser().parse_args(args)
         if ns.command == "run" and ns.out is None and not ns.resume:

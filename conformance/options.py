@@ -16,6 +16,8 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 #: Files and folders a run writes into ``--out`` (``--force`` removes exactly these).
 RUN_FILES: tuple[str, ...] = ("report.json", "report.html", "summary.md", "verdicts.png")
@@ -93,17 +95,28 @@ def _installed(name: str) -> tuple[bool, str]:
     return installed(name)
 
 
-def adapters(names: Sequence[str] | None, device: str) -> tuple[list[str], list[str]]:
-    """The adapters to run (duplicates removed, groups expanded) and notes for the user.
+def adapters(
+    names: Sequence[str] | None, device: str, adapter_args: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """The adapters to run (duplicates removed, groups and ``keras:`` specs expanded) and notes
+    for the user.
 
     Default: every installed built-in adapter that supports ``device``. An adapter named
     explicitly must exist, be installed and support ``device``; a plug-in spec
-    (``package.module:factory``) must name a module that can be found."""
-    from adapters.registry import BUILTIN_ADAPTERS, available_adapters
+    (``package.module:factory``) or a wrapper spec (``torch:pkg.Class``, ``optax:pkg.factory``,
+    ``keras[-backend]:pkg.Class``, ``numpy:pkg.Class``) must name a package that can be found.
+    ``adapter_args`` (``KEY=VALUE``) are appended to every wrapper spec as constructor overrides."""
+    from adapters.registry import BUILTIN_ADAPTERS
     from conformance.runner import default_adapters
 
     notes: list[str] = []
     if not names:
+        if adapter_args:
+            raise UsageError(
+                "--adapter-arg",
+                adapter_args[0],
+                "needs a wrapper spec in --adapter (torch:, optax:, keras:, numpy:)",
+            )
         chosen = []
         for n in default_adapters():
             if device in _devices(n):
@@ -115,34 +128,98 @@ def adapters(names: Sequence[str] | None, device: str) -> tuple[list[str], list[
             if not ok:
                 notes.append(f"{n}: not installed ({why}), not run")
         return chosen, notes
-    known = available_adapters()
     out: list[str] = []
     for raw in names:
-        expanded = [g for g in GROUPS[raw] if _installed(g)[0]] if raw in GROUPS else [raw]
-        if raw in GROUPS and not expanded:
-            raise UsageError("--adapter", raw, "none of " + ", ".join(GROUPS[raw]) + " is installed")
+        if raw in GROUPS:
+            expanded = [g for g in GROUPS[raw] if _installed(g)[0]]
+            if not expanded:
+                raise UsageError("--adapter", raw, "none of " + ", ".join(GROUPS[raw]) + " is installed")
+        else:
+            expanded = _expand(raw, adapter_args)
         for name in expanded:
-            if ":" in name:
-                _check_spec(name)
-            elif name not in known:
-                raise UsageError(
-                    "--adapter",
-                    name,
-                    "unknown adapter"
-                    + _suggest(name, [*known, *GROUPS])
-                    + f"; known: {', '.join(sorted(known))}, or package.module:factory",
-                )
-            elif name in BUILTIN_ADAPTERS:
-                ok, why = _installed(name)
-                if not ok:
-                    raise UsageError("--adapter", name, f"not installed here: {why}")
-                if device not in _devices(name):
-                    raise UsageError(
-                        "--adapter", name, f"does not run on {device} (devices: {', '.join(_devices(name))})"
-                    )
+            _check_one(name, device)
             if name not in out:
                 out.append(name)
+    if adapter_args and not any(":" in n and _parse(n).is_wrapper for n in out):
+        raise UsageError(
+            "--adapter-arg",
+            adapter_args[0],
+            "needs a wrapper spec in --adapter (torch:, optax:, keras:, numpy:)",
+        )
     return out, notes
+
+
+def _parse(spec: str) -> Any:
+    from adapters.errors import AdapterError
+    from adapters.registry import parse_spec
+
+    try:
+        return parse_spec(spec)
+    except AdapterError as exc:
+        raise UsageError("--adapter", spec, str(exc).split(": ", 1)[-1]) from None
+
+
+def _expand(raw: str, adapter_args: Sequence[str]) -> list[str]:
+    """``keras:X`` -> one spec per installed backend; ``--adapter-arg`` appended to wrappers."""
+    from adapters.errors import AdapterError
+    from adapters.registry import expand_spec
+
+    spec = raw
+    if adapter_args and ":" in raw and _parse(raw).is_wrapper:
+        for arg in adapter_args:
+            key, sep, value = arg.partition("=")
+            if not sep or not key.isidentifier():
+                raise UsageError("--adapter-arg", arg, "expected KEY=VALUE (VALUE as JSON, else a string)")
+            spec += ("&" if "?" in spec else "?") + f"{key}={quote(value, safe='[],.:-_+')}"
+    try:
+        return expand_spec(spec)
+    except AdapterError as exc:
+        raise UsageError("--adapter", raw, str(exc).split(": ", 1)[-1]) from None
+
+
+def _check_one(name: str, device: str) -> None:
+    from adapters.registry import available_adapters
+
+    parsed = _parse(name) if ":" in name or name in available_adapters() else None
+    if parsed is None:
+        known = available_adapters()
+        raise UsageError(
+            "--adapter",
+            name,
+            "unknown adapter"
+            + _suggest(name, [*known, *GROUPS])
+            + f"; known: {', '.join(sorted(known))}, package.module:factory or kind:pkg.Class "
+            "(kinds: torch, optax, keras, keras-jax, keras-tensorflow, keras-torch, numpy)",
+        )
+    if parsed.kind == "builtin":
+        ok, why = _installed(name)
+        if not ok:
+            raise UsageError("--adapter", name, f"not installed here: {why}")
+        if device not in _devices(name):
+            raise UsageError(
+                "--adapter", name, f"does not run on {device} (devices: {', '.join(_devices(name))})"
+            )
+    elif parsed.kind == "plugin":
+        _check_spec(name)
+    elif parsed.is_wrapper:
+        top = parsed.module.split(".")[0]  # the top-level package only: finding a submodule imports it
+        if _find(top) is None:
+            raise UsageError(
+                "--adapter",
+                name,
+                f"package {top!r} not found (not installed, and not in the current directory)",
+            )
+        if parsed.backend is not None and _find(parsed.backend) is None:
+            raise UsageError("--adapter", name, f"the Keras backend {parsed.backend!r} is not installed")
+
+
+def _find(module: str) -> object:
+    if str(Path.cwd()) not in sys.path and "" not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        return importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
 
 
 def _devices(name: str) -> tuple[str, ...]:

@@ -191,8 +191,9 @@ class Runner:
         job.results, job.stderr = raw / f"{safe}.jsonl", raw / f"{safe}.stderr.txt"
         job.results.write_text("")
         env = dict(os.environ)
-        if job.spec in KERAS_BACKEND:
-            env["KERAS_BACKEND"] = KERAS_BACKEND[job.spec]
+        backend = _keras_backend(job.spec)
+        if backend is not None:
+            env["KERAS_BACKEND"] = backend
         env.setdefault("PYTHONHASHSEED", "0")
         # Workers share one GPU: JAX would grab 75% of its memory at start-up and starve a torch
         # worker running beside it (seen on an H100 with --jobs 6); allocate on demand instead.
@@ -341,6 +342,20 @@ class Runner:
             env["status"] = "complete"
         self._write()
         return self.report
+
+
+def _keras_backend(spec: str) -> str | None:
+    """The Keras backend a worker for ``spec`` needs: a built-in ``keras-*`` adapter or a
+    ``keras-<backend>:pkg.Class`` wrapper spec (Keras fixes its backend per process)."""
+    if spec in KERAS_BACKEND:
+        return KERAS_BACKEND[spec]
+    from adapters.errors import AdapterError
+    from adapters.registry import parse_spec
+
+    try:
+        return parse_spec(spec).backend if ":" in spec else None
+    except AdapterError:
+        return None
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

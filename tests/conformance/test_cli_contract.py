@@ -49,6 +49,35 @@ PLUGIN = textwrap.dedent('''
         return _Slow()
 
 
+    class NumpyAdamW:
+        """A plain numpy AdamW (torch semantics) for the numpy: wrapper."""
+
+        def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+            import numpy as np
+
+            self.p = {k: np.array(v) for k, v in params.items()}
+            self.lr, (self.b1, self.b2), self.eps, self.wd = lr, betas, eps, weight_decay
+            self.m = {k: np.zeros_like(v) for k, v in self.p.items()}
+            self.v = {k: np.zeros_like(v) for k, v in self.p.items()}
+            self.t = dict.fromkeys(self.p, 0)
+
+        @property
+        def params(self):
+            return self.p
+
+        def step(self, grads):
+            for k, g in grads.items():
+                if g is None:
+                    continue
+                self.t[k] += 1
+                t = self.t[k]
+                self.p[k] = self.p[k] * (1 - self.lr * self.wd)
+                self.m[k] = self.m[k] * self.b1 + g * (1 - self.b1)
+                self.v[k] = self.v[k] * self.b2 + g * g * (1 - self.b2)
+                denom = (self.v[k] / (1 - self.b2**t)) ** 0.5 + self.eps
+                self.p[k] = self.p[k] - self.lr * (self.m[k] / (1 - self.b1**t)) / denom
+
+
     def nothing():
         """An adapter whose dtypes match no scenario: it plans zero cases."""
         a = ReferenceAdapter()
@@ -656,3 +685,68 @@ def test_every_option_has_help_and_there_is_a_version(capsys: pytest.CaptureFixt
                 assert action.help, f"adamw-conformance {name} {action.option_strings[0]} has no help"
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"adamw-conformance {__version__}"
+
+
+def test_a_wrapper_spec_runs_with_no_adapter_code(work: Path) -> None:
+    out = work / "o"
+    res = run(
+        work,
+        "run",
+        "--adapter",
+        "numpy:cliplug.NumpyAdamW",
+        "--scenario",
+        "basic",
+        "--scenario",
+        "frozen",
+        "--mode",
+        "free",
+        "--dtype",
+        "float64",
+        "--out",
+        str(out),
+        "--no-render",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    cases = report(out)["cases"]
+    assert cases and all(c["verdict"] in ("exact", "within_bound") for c in cases)
+    assert all(c["adapter"] == "numpy:cliplug.NumpyAdamW" for c in cases)
+
+
+def test_adapter_arg_takes_effect(work: Path) -> None:
+    # eps=0.5 pinned by --adapter-arg: every case whose config wants another eps is refused
+    out = work / "o"
+    res = run(
+        work,
+        "run",
+        "--adapter",
+        "numpy:cliplug.NumpyAdamW",
+        "--adapter-arg",
+        "eps=0.5",
+        "--scenario",
+        "basic",
+        "--mode",
+        "free",
+        "--dtype",
+        "float64",
+        "--out",
+        str(out),
+        "--no-render",
+    )
+    (case,) = report(out)["cases"]
+    assert case["adapter"] == "numpy:cliplug.NumpyAdamW?eps=0.5", res.stderr
+    assert case["verdict"] == "skipped" and "eps" in case["error"]
+
+
+@pytest.mark.parametrize(
+    "args,names",
+    [
+        (["--adapter-arg", "eps=0.5"], "--adapter-arg"),
+        (["--adapter", "reference", "--adapter-arg", "eps=0.5"], "--adapter-arg"),
+        (["--adapter", "numpy:cliplug.NumpyAdamW", "--adapter-arg", "not an arg"], "--adapter-arg"),
+        (["--adapter", "torch:nosuchpkg.Opt"], "--adapter"),
+        (["--adapter", "sideways:pkg.Opt"], "--adapter"),
+    ],
+)
+def test_bad_wrapper_options_are_refused(work: Path, args: list[str], names: str) -> None:
+    res = run(work, "run", "--out", str(work / "o"), *args)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and names in res.stderr, res.stderr
