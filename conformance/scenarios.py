@@ -6,7 +6,10 @@ A :class:`Scenario` fixes parameter shapes and their initial scale, a gradient g
 features it needs (an adapter lacking one is *skipped* with the reason) and tags:
 
 * ``default``: run by ``adamw-conformance run``; ``quick``: the smallest useful subset;
-* ``long``: 10 000+ steps (only with ``--full``); ``full``: everything.
+* ``long``: 10 000+ steps (only with ``--full``); ``full``: everything;
+* ``probe``: the short trajectories ``adamw-conformance identify`` fingerprints an optimizer with
+  (:mod:`conformance.identify`): between them every knob and flag is visible beyond the float64
+  bound (docs/conformance/identifiability.md).
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ _D = frozenset({"default", "full"})
 _Q = frozenset({"default", "quick", "full"})
 _FULL = frozenset({"full"})
 _LONG = frozenset({"long", "full"})
+_QP = frozenset({"default", "quick", "full", "probe"})
+_DP = frozenset({"default", "full", "probe"})
+_FP = frozenset({"full", "probe"})
 _HP = {"lr": 1e-2, "weight_decay": 0.1}
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -83,7 +89,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         40,
         "normal",
         overrides=_HP,
-        tags=_Q,
+        tags=_QP,
     ),
     Scenario(
         "zero_grad_decay",
@@ -93,7 +99,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         30,
         "zero",
         overrides={"lr": 0.1, "weight_decay": 0.5},
-        tags=_Q,
+        tags=_QP,
     ),
     Scenario(
         "null_space",
@@ -121,7 +127,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "normal",
         grad_kwargs={"scale": 1e-9},
         overrides={"lr": 1e-2, "weight_decay": 0.1, "eps": 1e-8},
-        tags=_Q,
+        tags=_QP,
     ),
     Scenario(
         "large_eps",
@@ -131,6 +137,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "normal",
         grad_kwargs={"scale": 1e-3},
         overrides={"lr": 1e-2, "weight_decay": 0.1, "eps": 1e-3},
+        tags=_DP,
     ),
     Scenario(
         "large_grads",
@@ -155,7 +162,39 @@ SCENARIOS: tuple[Scenario, ...] = (
             "lr_schedule": {"kind": "warmup_cosine", "warmup_steps": 5, "total_steps": 30, "final": 0.1},
         },
         features=("lr_schedule",),
-        tags=_Q,
+        tags=_QP,
+    ),
+    Scenario(
+        "long_warmup",
+        "Linear warmup over 20 of 30 steps, lr=5e-2, wd=0.2.",
+        "A long warmup: the pre- and post-increment schedule counts differ by lr/20 at each of "
+        "20 steps, beyond the bound in float32 and float64 (schedule_count on the learning rate; "
+        "decay scaling lr vs schedule multiplier vs unscaled while eta < 1).",
+        30,
+        "normal",
+        overrides={
+            "lr": 5e-2,
+            "weight_decay": 0.2,
+            "lr_schedule": {"kind": "linear_warmup", "warmup_steps": 20},
+        },
+        features=("lr_schedule",),
+        tags=_FP,
+    ),
+    Scenario(
+        "decay_schedule",
+        "Constant lr=5e-2; weight-decay schedule: cosine from 1 to 0 over 30 steps, wd=0.5.",
+        "The decay strength follows its own schedule: schedule_count shows on the decay alone "
+        "(the lr is constant), and lr vs schedule-multiplier decay scaling differ by the factor lr.",
+        30,
+        "zero",
+        init_scale=10.0,
+        overrides={
+            "lr": 5e-2,
+            "weight_decay": 0.5,
+            "wd_schedule": {"kind": "cosine", "total_steps": 30},
+        },
+        features=("wd_schedule",),
+        tags=_FP,
     ),
     Scenario(
         "delayed_decay",
@@ -192,6 +231,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         init_scale=10.0,
         grad_kwargs={"quiet": 10},
         overrides={"lr": 5e-2, "weight_decay": 0.3},
+        tags=_DP,
     ),
     Scenario(
         "amsgrad",
@@ -202,7 +242,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         grad_kwargs={"decay": 0.85},
         overrides={"lr": 1e-2, "weight_decay": 0.1, "amsgrad": True},
         features=("amsgrad",),
-        tags=_Q,
+        tags=_QP,
+    ),
+    Scenario(
+        "shrinking_grads",
+        "Gradients shrinking by 0.85 per step, beta2=0.9, no AMSGrad.",
+        "v follows the shrinking g^2 (beta2=0.9: v halves every ~3 steps): an implementation that "
+        "keeps AMSGrad's running maximum anyway takes visibly smaller steps, in float32 too.",
+        40,
+        "decreasing",
+        grad_kwargs={"decay": 0.85},
+        overrides={"lr": 1e-2, "weight_decay": 0.1, "beta2": 0.9},
+        tags=_FP,
     ),
     Scenario(
         "maximize",
@@ -212,6 +263,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "normal",
         overrides={**_HP, "maximize": True},
         features=("maximize",),
+        tags=_DP,
     ),
     Scenario(
         "frozen",
@@ -223,7 +275,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         shapes={"w": (3, 2), "frozen": (4,), "late": (2,)},
         overrides=_HP,
         features=("frozen",),
-        tags=_Q,
+        tags=_QP,
     ),
     Scenario(
         "scalar_and_empty",

@@ -103,3 +103,33 @@ def test_an_implementation_of_another_profile_is_named(profile: str) -> None:
     # accounts for the whole trajectory here (then the profile is mentioned as consistent).
     assert diag["explained_by"] in singles | {f"profile {profile}"}, diag
     assert f"profile {profile}" in diag["detail"], diag["detail"]
+
+
+def test_probes_are_short_float64_scenarios_and_the_default_tier_stays_small() -> None:
+    from conformance.identify import REVEALS, probes
+
+    ids = {s.id for s in probes()}
+    assert set(REVEALS) <= ids | {"decay_schedule"}  # every revealing probe is a probe
+    assert all(s.steps <= 40 and "float64" in s.dtypes and "full" in s.tags for s in probes())
+    # the observability scenarios added for the diagnosis are in --full and the probes only
+    default = {s.id for s in select()}
+    assert not {"long_warmup", "decay_schedule", "shrinking_grads"} & default
+    assert len(default) <= 15
+
+
+def test_observability_scenarios_make_their_knob_visible() -> None:
+    """A long warmup shifts eta by 1/W per step between the pre- and post-increment counts; a
+    cosine wd schedule does the same on the decay; shrinking gradients make AMSGrad's maximum
+    differ from v. Each must separate its pair beyond the float32 bound (so in float64 too)."""
+    from conformance.diagnose import separation
+
+    torch = get_profile("torch").config
+    for sid, change in (
+        ("long_warmup", {"schedule_count": "post_increment"}),
+        ("decay_schedule", {"schedule_count": "post_increment"}),
+        ("shrinking_grads", {"amsgrad": True}),
+    ):
+        sc = get(sid)
+        cfg = sc.config(torch)
+        p0, gs = sc.inputs(0)
+        assert separation(cfg, cfg.replace(**change), p0, gs, "float32") > 1, sid
