@@ -255,7 +255,11 @@ def load_trajectory(path: Path) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m conformance.worker")
-    ap.add_argument("--adapter", required=True, help="built-in name, package.module:factory or a wrapper spec (kind:pkg.Class)")
+    ap.add_argument(
+        "--adapter",
+        required=True,
+        help="built-in name, package.module:factory or a wrapper spec (kind:pkg.Class)",
+    )
     ap.add_argument("--name", default=None, help="name used in case ids (default: --adapter)")
     ap.add_argument("--out", required=True, type=Path, help="JSON-lines file to append to")
     ap.add_argument(

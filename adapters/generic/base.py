@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from adamw_ref import AdamWConfig
+from adapters.capabilities import knob_table
 from adapters.errors import AdapterError, UnsupportedConfig
-from adapters.generic.capabilities import Capabilities, knob_table
+from adapters.generic.capabilities import Capabilities
 from adapters.generic.spec import AdapterSpec
 from adapters.protocol import AdapterInfo
 

@@ -47,20 +47,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from adamw_ref import KNOB_FIELDS, AdamWConfig, Constant
-from adamw_ref.knobs import (
-    AmsgradMode,
-    DecayForm,
-    DecayScaling,
-    DecayTiming,
-    EpsPlacement,
-    ScheduleCount,
-    StepCountScope,
-)
+from adamw_ref import AdamWConfig, Constant
 from adamw_ref.profiles import get_profile
+from adapters.capabilities import decay_active, knob_value, relevant_knobs
 from adapters.errors import AdapterError, UnsupportedConfig
 from adapters.protocol import Support
-from adapters.torch.common import decay_active, knob_value, relevant_knobs
 
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 
@@ -79,17 +70,6 @@ BETA_PAIRS: tuple[tuple[str, str], ...] = (("beta1", "beta2"), ("b1", "b2"), ("b
 FLOAT_FIELDS: tuple[str, ...] = ("lr", "beta1", "beta2", "eps", "weight_decay", "eps_root")
 BOOL_FIELDS: tuple[str, ...] = ("amsgrad", "maximize", "nesterov")
 #: Every value a knob can take, as the strings of AdapterInfo.knobs.
-KNOB_VALUES: dict[str, tuple[str, ...]] = {
-    "eps_placement": tuple(e.value for e in EpsPlacement),
-    "decay_scaling": tuple(e.value for e in DecayScaling),
-    "decay_form": tuple(e.value for e in DecayForm),
-    "decay_timing": tuple(e.value for e in DecayTiming),
-    "bias_correction": ("true", "false"),
-    "amsgrad_mode": tuple(e.value for e in AmsgradMode),
-    "schedule_count": tuple(e.value for e in ScheduleCount),
-    "step_count_scope": tuple(e.value for e in StepCountScope),
-    "bias_correction_offset": ("0", "1"),
-}
 FEATURE_NAMES: tuple[str, ...] = (
     "amsgrad",
     "maximize",
@@ -172,17 +152,6 @@ def read_signature(target: Any, label: str, *, skip_first: bool) -> Signature:
         var_keyword=var_kw,
         names=names,
     )
-
-
-def knob_table(profile_config: AdamWConfig) -> dict[str, dict[str, Support]]:
-    """The claimed profile's knob values NATIVE, every other value UNSUPPORTED."""
-    out: dict[str, dict[str, Support]] = {}
-    for name in KNOB_FIELDS:
-        own = knob_value(getattr(profile_config, name))
-        values = dict.fromkeys(KNOB_VALUES[name], U)
-        values[own] = N
-        out[name] = values
-    return out
 
 
 def _as_float(value: Any) -> float | None:

@@ -70,12 +70,12 @@ import numpy as np
 from adamw_ref import AdamWConfig, Constant
 from adamw_ref.formats import FORMATS, round_to_format
 from adapters.arrays import as_float64, load_arrays, numpy_dtype, save_arrays
+from adapters.capabilities import decay_active
 from adapters.errors import AdapterError
 from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, check_first_step, probe_refusal
 from adapters.generic.capabilities import Capabilities, feature_table, fold_constant_lr, read_signature
 from adapters.generic.spec import AdapterSpec
 from adapters.protocol import Array, CanonicalState, Support
-from adapters.torch.common import decay_active
 
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 FORMAT = "adamw-ref/numpy-run"

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from adamw_ref import AdamWConfig, Constant
+from adapters.capabilities import decay_active
 from adapters.errors import AdapterError, FrameworkUnavailable
 from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, check_first_step, probe_refusal
 from adapters.generic.capabilities import Capabilities, feature_table, fold_constant_lr, read_signature
@@ -34,7 +35,6 @@ from adapters.generic.spec import AdapterSpec
 from adapters.optax.capabilities import partition
 from adapters.optax.run import OptaxRun, _adam_nodes, _find_adam, schedule_values
 from adapters.protocol import Array, CanonicalState, Support
-from adapters.torch.common import decay_active
 
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 IMPLEMENTATIONS: dict[str, dict[str, Any]] = {"jit": {}, "nojit": {}}

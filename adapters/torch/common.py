@@ -1,22 +1,22 @@
-"""Torch plumbing shared by the torch-family adapters: devices, dtypes, exact tensor I/O,
-pickle-free ``state_dict`` encoding, and the generic knob check.
+"""Torch plumbing shared by the torch-family adapters: devices, dtypes, exact tensor I/O and
+pickle-free ``state_dict`` encoding (the knob check itself is :mod:`adapters.capabilities`).
 
 Nothing here knows an optimizer's math. ``torch`` is imported inside the functions.
 """
 
 from __future__ import annotations
 
+__all__ = ["decay_active", "knob_value", "refuse_unsupported", "relevant_knobs"]
+
 from collections.abc import Mapping
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from adamw_ref import KNOB_FIELDS, AdamWConfig, Constant
 from adamw_ref.formats import FORMATS, round_to_format
-from adapters.errors import AdapterError, FrameworkUnavailable, UnsupportedConfig
-from adapters.protocol import AdapterInfo, Support
+from adapters.capabilities import decay_active, knob_value, refuse_unsupported, relevant_knobs
+from adapters.errors import AdapterError, FrameworkUnavailable
 
 if TYPE_CHECKING:
     import torch
@@ -151,69 +151,3 @@ def decode(doc: Any, arrays: Mapping[str, NDArray[Any]], device: torch.device | 
                 out[int(k) if kind == "int" else k] = decode(v, arrays, device)
             return out
     return doc
-
-
-def knob_value(value: object) -> str:
-    """A knob value as the string key used in :attr:`AdapterInfo.knobs`."""
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def decay_active(config: AdamWConfig) -> bool:
-    return config.decay_form.value != "none" and (
-        config.weight_decay > 0 or any((g.weight_decay or 0) > 0 for g in config.groups)
-    )
-
-
-def relevant_knobs(config: AdamWConfig) -> list[str]:
-    """The knobs whose value changes the computation of ``config`` (others are moot)."""
-    out = []
-    active = decay_active(config)
-    scheduled = not (isinstance(config.lr_schedule, Constant) and isinstance(config.wd_schedule, Constant))
-    for name in KNOB_FIELDS:
-        if name in ("decay_scaling", "decay_timing") and not active:
-            continue
-        if name == "decay_form" and not active:
-            continue
-        if name == "amsgrad_mode" and not config.amsgrad:
-            continue
-        if name == "schedule_count" and not scheduled:
-            continue
-        out.append(name)
-    return out
-
-
-def refuse_unsupported(info: AdapterInfo, config: AdamWConfig, fixed_eps_root: float = 0.0) -> None:
-    """Raise UnsupportedConfig for the first relevant knob or feature ``info`` cannot express.
-
-    ``fixed_eps_root`` is the constant a framework adds inside the square root (0 for torch).
-    """
-    if not isinstance(config, AdamWConfig):
-        raise AdapterError(f"{info.name}: config must be an AdamWConfig, got {config!r}")
-    for name in relevant_knobs(config):
-        value = knob_value(getattr(config, name))
-        declared = info.knobs.get(name, {})
-        if declared.get(value, Support.UNSUPPORTED) is Support.UNSUPPORTED:
-            ok = [k for k, s in declared.items() if s is not Support.UNSUPPORTED]
-            raise UnsupportedConfig(info.name, name, value, f"supported values: {ok}")
-    used = {
-        "amsgrad": (config.amsgrad, config.amsgrad),
-        "maximize": (config.maximize, config.maximize),
-        "nesterov": (config.nesterov, config.nesterov),
-        "eps_root": (config.eps_root != fixed_eps_root, config.eps_root),
-        "wd_schedule": (not isinstance(config.wd_schedule, Constant), config.wd_schedule),
-        "groups": (bool(config.groups), config.groups),
-    }
-    for feat, (on, fvalue) in used.items():
-        if on and info.features.get(feat, Support.UNSUPPORTED) is Support.UNSUPPORTED:
-            why = (
-                f"fixed at {fixed_eps_root!r}"
-                if feat == "eps_root"
-                else "only a Constant schedule"
-                if feat == "wd_schedule"
-                else "not available in this framework"
-            )
-            raise UnsupportedConfig(info.name, feat, fvalue, why)
