@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -68,6 +69,15 @@ def _resolve(spec: str) -> Adapter:
             obj = getattr(obj, part)
         except AttributeError:
             raise AdapterError(f"adapter spec {spec!r}: {module_name!r} has no {attr!r}") from None
+    if (
+        not isinstance(obj, Adapter)
+        and callable(obj)
+        and not (isinstance(obj, type) or inspect.isfunction(obj) or inspect.ismethod(obj))
+    ):
+        # a builtin or another callable: calling it to find out could do anything (os:getcwd)
+        raise AdapterError(
+            f"adapter spec {spec!r}: {attr!r} is not an Adapter, an adapter class or a factory function"
+        )
     if isinstance(obj, type) or (not isinstance(obj, Adapter) and callable(obj)):
         try:
             obj = obj()
@@ -142,14 +152,26 @@ def expand_spec(spec: str) -> list[str]:
 
 def load_adapter(name_or_spec: str) -> Adapter:
     """A built-in name, an entry-point name, a ``package.module:factory`` spec or a generic
-    wrapper spec (``kind:target?args``, :mod:`adapters.generic`)."""
+    wrapper spec (``kind:target?args``, :mod:`adapters.generic`), wrapped so that bad input to
+    it fails in one line (:class:`adapters.validation.CheckedAdapter`)."""
+    from adapters.validation import CheckedAdapter
+
+    if not isinstance(name_or_spec, str):
+        raise AdapterError(
+            f"adapter spec {name_or_spec!r}: must be a string (a name or package.module:factory)"
+        )
+    checked: Adapter = CheckedAdapter(_load(name_or_spec))  # type: ignore[assignment]
+    return checked
+
+
+def _load(name_or_spec: str) -> Adapter:
     if name_or_spec in BUILTIN_ADAPTERS:
         return _resolve(BUILTIN_ADAPTERS[name_or_spec])
     parsed = parse_spec(name_or_spec)
     if parsed.kind == "entry_point":
         value = _entry_point(name_or_spec) or ""
         if is_wrapper_spec(value):
-            return load_adapter(value)
+            return _load(value)
         return _resolve(value)
     if parsed.kind == "plugin":
         return _resolve(name_or_spec)

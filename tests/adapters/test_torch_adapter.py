@@ -393,7 +393,7 @@ def test_to_native_kwargs() -> None:
 
 def test_bad_inputs_name_the_problem() -> None:
     run = load_adapter("torch").create(BASE, {"w": np.zeros((2, 2))}, implementation="forloop")
-    with pytest.raises(ValueError, match="grads\\['w'\\] has shape"):
+    with pytest.raises(ValueError, match="grads\\['w'\\]: shape"):
         run.step({"w": np.zeros(3)})
     with pytest.raises(ValueError, match="missing"):
         run.step({})
