@@ -199,6 +199,7 @@ class Runner:
         # worker running beside it (seen on an H100 with --jobs 6); allocate on demand instead.
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         env["ADAMW_PARENT_PID"] = str(os.getpid())  # the worker exits when this process is gone
+        env.update(jax_cache_env(env))
         skip: list[str] = []
         if self.skip_ids:
             skip_file = raw / f"{safe}.skip.txt"
@@ -342,6 +343,21 @@ class Runner:
             env["status"] = "complete"
         self._write()
         return self.report
+
+
+def jax_cache_env(env: dict[str, str]) -> dict[str, str]:
+    """A persistent XLA compilation cache for JAX workers (Optax, Keras on JAX): a warm cache
+    halves an Optax worker (7.4 s -> 3.2 s here). In ``$XDG_CACHE_HOME/adamw-ref/jax`` (default
+    ``~/.cache``) unless ``JAX_COMPILATION_CACHE_DIR`` is set; ``ADAMW_JAX_CACHE=0`` turns it off.
+    Cached executables are XLA's own; results are identical with and without the cache."""
+    if env.get("ADAMW_JAX_CACHE") == "0" or "JAX_COMPILATION_CACHE_DIR" in env:
+        return {}
+    base = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(base / "adamw-ref" / "jax"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }
 
 
 def _keras_backend(spec: str) -> str | None:
