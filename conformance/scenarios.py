@@ -79,6 +79,7 @@ _LONG = frozenset({"long", "full"})
 _QP = frozenset({"default", "quick", "full", "probe"})
 _DP = frozenset({"default", "full", "probe"})
 _FP = frozenset({"full", "probe"})
+_LARGE = frozenset({"large", "full"})
 _HP = {"lr": 1e-2, "weight_decay": 0.1}
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -330,6 +331,20 @@ SCENARIOS: tuple[Scenario, ...] = (
         shapes={"w": (8,)},
         overrides={"lr": 1e-3, "weight_decay": 0.01},
         tags=_LONG,
+        teacher_forced=False,
+    ),
+    Scenario(
+        "large",
+        "About 1.07 million parameters in three tensors of awkward sizes, 20 steps, float32.",
+        "Vectorised kernels take other code paths at scale (SIMD tails of odd sizes, alignment, "
+        "multi-threaded chunks): a 1024x1023 matrix, a 1021-vector and a 47,003-vector (primes "
+        "and non-multiples of every vector width) check them where they happen.",
+        20,
+        "normal",
+        shapes={"w": (1024, 1023), "b": (1021,), "e": (47_003,)},
+        overrides=_HP,
+        dtypes=("float32",),
+        tags=_LARGE,
         teacher_forced=False,
     ),
 )

@@ -236,8 +236,15 @@ def traj_path(directory: Path, case_id: str) -> Path:
     return Path(directory) / f"{safe}.npz"
 
 
+#: Trajectories larger than this many values are not saved (the ``large`` scenarios would write
+#: gigabytes); ``compare`` then has no CPU trajectory for them and skips them with the reason.
+MAX_SAVED_VALUES = 20_000_000
+
+
 def save_trajectory(directory: Path, case_id: str, traj: Sequence[dict[str, Any]]) -> None:
     """Parameters after every step, one ``(T, *shape)`` float64 array per name (no pickle)."""
+    if sum(int(np.size(v)) for p in traj for v in p.values()) > MAX_SAVED_VALUES:
+        return
     Path(directory).mkdir(parents=True, exist_ok=True)
     names = list(traj[0]) if traj else []
     arrays = {n: np.stack([np.asarray(p[n], np.float64) for p in traj]) for n in names}
