@@ -22,7 +22,10 @@ from adamw_ref.errors import AdamWRefError, ConfigError, InputError
 
 PROG = "adamw-ref"
 #: Commands provided by other packages through the ``adamw_ref.commands`` entry points.
-REGISTERED = {"translate": "translate a recipe between frameworks (needs the adapters)"}
+REGISTERED = {
+    "translate": "translate a recipe between frameworks (needs the adapters)",
+    "transfer": "move a saved optimizer state between frameworks mid-training (needs the adapters)",
+}
 
 
 def _error(message: str) -> int:

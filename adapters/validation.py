@@ -7,8 +7,9 @@ the framework does with nonsense (PyTorch accepts NaN initial parameters silentl
 the imaginary part of a complex array; a ``(4,)`` gradient broadcast onto a ``(2, 2)``
 parameter):
 
-* ``create``: the config is an :class:`~adamw_ref.AdamWConfig`; ``params`` a non-empty mapping of
-  string names to real, finite numeric arrays (bool, complex, object and string values refused);
+* ``create``: the config is an :class:`~adamw_ref.AdamWConfig` whose groups name only existing
+  parameters; ``params`` a non-empty mapping of string names to real, finite numeric arrays
+  (bool, complex, object and string values refused);
 * ``step``: a gradient for exactly the run's parameters, each ``None`` (frozen) or a real array
   of exactly the parameter's shape (NaN and infinities allowed: they propagate by IEEE rules, as
   the specification says);
@@ -192,6 +193,12 @@ class CheckedAdapter:
             if what in options and not isinstance(options[what], str):
                 raise AdapterError(f"{name}: {what}: {_show(options[what])}: must be a string")
         p = checked_params(name, params)
+        for gi, group in enumerate(config.groups):
+            unknown = [n for n in group.names if n not in p]
+            if unknown:  # a misspelt name would silently do nothing in most frameworks
+                raise AdapterError(
+                    f"{name}: groups[{gi}].names: {unknown}: no such parameter (parameters: {sorted(p)})"
+                )
         run = self._inner.create(config, p, **options)
         return CheckedRun(name, run, {k: v.shape for k, v in p.items()})
 

@@ -119,3 +119,13 @@ def test_bad_specs_are_refused_without_running_anything(spec: Any, needle: str) 
 def test_config_must_be_a_config() -> None:
     with pytest.raises(AdapterError, match="AdamWConfig"):
         load_adapter("reference").create({"lr": 0.1}, {"w": np.ones(2)})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_a_group_naming_a_missing_parameter_is_refused(adapter: str) -> None:
+    from adamw_ref import ParamGroup
+
+    a = load_adapter(adapter)
+    cfg = get_profile(a.info.profile).config.replace(groups=(ParamGroup(names=("biass",), weight_decay=0.0),))
+    with pytest.raises(AdapterError, match=r"groups\[0\]\.names"):
+        a.create(cfg, {"w": np.ones(2)}, dtype="float64")
