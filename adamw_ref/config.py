@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from adamw_ref.errors import ConfigError
+from adamw_ref.formats import FORMATS
 from adamw_ref.knobs import (
     AmsgradMode,
     DecayForm,
@@ -40,6 +41,12 @@ KNOB_FIELDS: tuple[str, ...] = (
     "bias_correction_offset",
 )
 
+#: State-precision fields: the binary formats the parameters and the moments are *stored* in
+#: (``None``: as computed, in the working arithmetic). Not knobs of the algorithm (they are not in
+#: :data:`KNOB_FIELDS`) but rounding points of the step; omitted from :meth:`AdamWConfig.to_json`
+#: when ``None``, so configurations without them serialise as before.
+PRECISION_FIELDS: tuple[str, ...] = ("param_dtype", "m_dtype", "v_dtype")
+
 
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -59,6 +66,12 @@ def _beta(name: str, value: object) -> float:
     if not (0.0 <= x < 1.0):
         raise ConfigError(name, value, "must lie in [0, 1)")
     return x
+
+
+def _storage_format(name: str, value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value in FORMATS):
+        return value
+    raise ConfigError(name, value, f"unknown; expected null or one of {sorted(FORMATS)}")
 
 
 def _enum(name: str, cls: type[E], value: object) -> E:
@@ -107,6 +120,15 @@ class AdamWConfig:
     index (:math:`k=t+\text{offset}`; 0 is standard, 1 reproduces an extra phantom step).
     Schedules: ``lr_schedule`` (:math:`\eta`) and ``wd_schedule`` (:math:`\omega`) multiply
     ``lr`` and ``weight_decay``. ``groups`` hold per-parameter overrides.
+
+    State precision (:data:`PRECISION_FIELDS`): ``param_dtype``, ``m_dtype`` and ``v_dtype``
+    name the binary format (``float64``, ``float32``, ``float16``, ``bfloat16``) that
+    :math:`\theta`, :math:`m` and :math:`v` (with AMSGrad's :math:`v^{max}`) are *stored* in
+    after each step; the step computes in the working arithmetic and rounds once when it stores
+    (:func:`adamw_ref.update.store`). ``None`` (the default) stores them as computed: e.g.
+    float32 master weights are ``param_dtype=None`` under binary32 arithmetic, bfloat16
+    parameters without a master copy ``param_dtype="bfloat16"``; Optax's ``mu_dtype`` stores
+    like ``m_dtype`` but also forms :math:`\beta_1 m` in that format (``docs/bitexact``).
     """
 
     lr: float = 1e-3
@@ -130,6 +152,9 @@ class AdamWConfig:
     lr_schedule: Schedule = field(default_factory=Constant)
     wd_schedule: Schedule = field(default_factory=Constant)
     groups: tuple[ParamGroup, ...] = ()
+    param_dtype: str | None = None
+    m_dtype: str | None = None
+    v_dtype: str | None = None
 
     def __post_init__(self) -> None:
         _finite_nonneg("lr", self.lr)
@@ -172,6 +197,13 @@ class AdamWConfig:
             )
         if self.nesterov and self.amsgrad:
             raise ConfigError("nesterov", True, "nesterov with amsgrad is not defined by any profile")
+        for name in PRECISION_FIELDS:
+            _storage_format(name, getattr(self, name))
+
+    @property
+    def stores_narrow(self) -> bool:
+        """Whether any state-precision field is set (the step then rounds what it stores)."""
+        return any(getattr(self, name) is not None for name in PRECISION_FIELDS)
 
     # -- convenience -------------------------------------------------------------------------
     def replace(self, **changes: Any) -> AdamWConfig:
@@ -206,11 +238,17 @@ class AdamWConfig:
 
     # -- JSON --------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (floats as JSON numbers: they round-trip exactly through repr)."""
+        """A JSON-ready dict (floats as JSON numbers: they round-trip exactly through repr).
+
+        The state-precision fields appear only when set, so every configuration without them
+        (all the committed vectors and case files) serialises byte for byte as before."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Enum):
+            if f.name in PRECISION_FIELDS:
+                if value is not None:
+                    out[f.name] = value
+            elif isinstance(value, Enum):
                 out[f.name] = value.value
             elif f.name in ("lr_schedule", "wd_schedule"):
                 out[f.name] = value.to_json()

@@ -28,6 +28,11 @@ A parameter whose gradient is ``None`` is frozen for that step: nothing about it
 decay, no moment update, its own ``param_steps`` stays). NaN and infinite gradients are not
 skipped: they propagate by IEEE-754 rules, as in PyTorch.
 
+State precision: with ``param_dtype``, ``m_dtype`` or ``v_dtype`` set, :math:`\theta_t`,
+:math:`m_t` and :math:`v_t` (and :math:`v^{max}_t`) are rounded once to those formats when they
+are stored, after the step computed with the unrounded values
+(:func:`adamw_ref.update.store`).
+
 The update of one parameter, phase by phase, is :func:`adamw_ref.update.update_parameter`; this
 module validates the inputs, runs it for every parameter and assembles the new state.
 """
@@ -43,6 +48,7 @@ from adamw_ref.arithmetic import BINARY64_ARITHMETIC, Arithmetic
 from adamw_ref.config import AdamWConfig
 from adamw_ref.errors import InputError
 from adamw_ref.state import State
+from adamw_ref.storage import to_storage
 from adamw_ref.update import (
     ParamUpdate,
     StepConstants,
@@ -179,7 +185,8 @@ def assemble(
     done: Mapping[str, ParamUpdate[N] | None],
     arithmetic: Arithmetic[N] = BINARY64_ARITHMETIC,  # type: ignore[assignment]
 ) -> tuple[dict[str, tuple[N, ...]], State[N]]:
-    """The new parameters and state from :func:`updates`; a frozen parameter keeps everything."""
+    """The new parameters and state from :func:`updates` (the stored values: rounded to the
+    state-precision formats when the config sets them); a frozen parameter keeps everything."""
     new_params: dict[str, tuple[N, ...]] = {}
     m: dict[str, tuple[N, ...]] = {}
     v: dict[str, tuple[N, ...]] = {}
@@ -194,10 +201,13 @@ def assemble(
                 v_max[name] = state.v_max[name]
             continue
         new_params[name] = tuple(u.theta)
-        m[name], v[name] = tuple(u.moments.m), tuple(u.moments.v)
+        kept = u.stored
+        m[name] = tuple(kept.m if kept else u.moments.m)
+        v[name] = tuple(kept.v if kept else u.moments.v)
         steps[name] = state.param_steps[name] + 1
-        if v_max is not None and u.second.v_max is not None:
-            v_max[name] = tuple(u.second.v_max)
+        vm = kept.v_max if kept else u.second.v_max
+        if v_max is not None and vm is not None:
+            v_max[name] = tuple(vm)
     return new_params, State(step=const.t, param_steps=steps, m=m, v=v, v_max=v_max)
 
 
@@ -230,9 +240,10 @@ def run_trajectory(
     config: AdamWConfig,
     arithmetic: Arithmetic[Any] = BINARY64_ARITHMETIC,
 ) -> Trajectory:
-    """Run :func:`step` over a gradient stream, keeping every intermediate point."""
+    """Run :func:`step` over a gradient stream, keeping every intermediate point. With
+    ``param_dtype`` set the initial parameters are rounded to it first (they are stored so)."""
     state: State[Any] = init(params, config, arithmetic)
-    current = {k: tuple(arithmetic.vec(v)) for k, v in params.items()}
+    current = {k: tuple(to_storage(arithmetic.vec(v), config.param_dtype)) for k, v in params.items()}
     out_p = [current]
     out_s = [state]
     for g in grads:

@@ -15,7 +15,9 @@ its equation and the knobs that select it:
      \sqrt{bc_2}\,\hat m/(\sqrt{v+\epsilon_{root}}+\hat\epsilon) \\
    &\text{apply:}\quad \theta_t = \theta' - \Delta,\quad \Delta = \alpha_t u \;(\text{or with }
      \lambda_t\theta \text{ added}) \\
-   &\text{decay (after the step):}\quad (1-s_t)\theta_t \mid \theta_t/(1+s_t)
+   &\text{decay (after the step):}\quad (1-s_t)\theta_t \mid \theta_t/(1+s_t) \\
+   &\text{store:}\quad \theta_t, m_t, v_t, v^{max}_t \text{ rounded once to } \texttt{param\_dtype},
+     \texttt{m\_dtype}, \texttt{v\_dtype} \text{ (when set)}
 
 Every phase returns its result with the intermediates it formed, so :mod:`adamw_ref.explain` reads
 the trace off the computation instead of being woven into it. ``A`` is the working arithmetic
@@ -40,6 +42,7 @@ from adamw_ref.knobs import (
     ScheduleCount,
     StepCountScope,
 )
+from adamw_ref.storage import to_storage
 
 N = TypeVar("N")
 Vec = list[Any]
@@ -373,10 +376,39 @@ def apply_update(
     return Applied(decay_term=dterm, update=update, delta=delta, value=A.sub(theta, delta))
 
 
+@dataclass(frozen=True)
+class Stored(Generic[N]):
+    r"""What the step keeps: :math:`\theta_t`, :math:`m_t`, :math:`v_t`, :math:`v^{max}_t`, each
+    rounded to its storage format."""
+
+    theta: Vec
+    m: Vec
+    v: Vec
+    v_max: Vec | None
+
+
+def store(theta: Vec, moved: Moments[N], second: SecondMoment[N], cfg: AdamWConfig) -> Stored[N] | None:
+    r"""State precision, the last rounding points of the step: :math:`\theta_t` rounded once to
+    ``param_dtype``, :math:`m_t` to ``m_dtype``, :math:`v_t` and AMSGrad's :math:`v^{max}_t` to
+    ``v_dtype``. The step itself used the values before this rounding (as Optax's ``mu_dtype``
+    and PyTorch's fused kernels, which compute in float32 and store narrow); the next step reads
+    the stored ones. ``None`` when no state-precision field is set."""
+    if not cfg.stores_narrow:
+        return None
+    v_max = None if second.v_max is None else to_storage(second.v_max, cfg.v_dtype)
+    return Stored(
+        theta=to_storage(theta, cfg.param_dtype),
+        m=to_storage(moved.m, cfg.m_dtype),
+        v=to_storage(moved.v, cfg.v_dtype),
+        v_max=v_max,
+    )
+
+
 # ---------------------------------------------------------------------------------- composition
 @dataclass(frozen=True)
 class ParamUpdate(Generic[N]):
-    """Every phase of one parameter's update, in order; ``theta`` is the result."""
+    """Every phase of one parameter's update, in order; ``theta`` is the result (as stored);
+    ``stored`` is set when the config has a state-precision field."""
 
     theta_prev: Vec
     coefficients: Coefficients[N]
@@ -389,6 +421,7 @@ class ParamUpdate(Generic[N]):
     applied: Applied[N]
     decay_after: Decay[N] | None
     theta: Vec
+    stored: Stored[N] | None = None
 
 
 def update_parameter(
@@ -415,6 +448,7 @@ def update_parameter(
         if decays_at(DecayTiming.AFTER_STEP, c, cfg)
         else None
     )
+    kept = store(after.value if after else applied.value, moved, second, cfg)
     return ParamUpdate(
         theta_prev=theta,
         coefficients=c,
@@ -426,5 +460,6 @@ def update_parameter(
         direction=u,
         applied=applied,
         decay_after=after,
-        theta=after.value if after else applied.value,
+        theta=kept.theta if kept else (after.value if after else applied.value),
+        stored=kept,
     )

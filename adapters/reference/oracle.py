@@ -257,7 +257,9 @@ class RefStepper:
         chosen = choose_backend(backend, arith, elements)
         dtype = array_dtype(arith)
         self._impl: _SpecEngine | _ArrayEngine
-        if chosen == "spec" or dtype is None:
+        # Narrow state storage (param/m/v_dtype) is a rounding point the array executors do not
+        # model: the spec path computes it.
+        if chosen == "spec" or dtype is None or config.stores_narrow:
             self._impl = _SpecEngine(config, params, arith)
         else:
             self._impl = _ArrayEngine(config, params, arith, dtype, numba=chosen == "numba")

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 import adamw_ref
 from adamw_ref import AdamWConfig, HighPrecision, InputError, ParamGroup, State, init, step
 from adamw_ref.arithmetic import FloatArithmetic, arithmetic_for
-from adamw_ref.formats import BFLOAT16
+from adamw_ref.formats import BFLOAT16, round_to_format
 from adamw_ref.schedules import Constant, Cosine, Delayed, LinearWarmup, StepDecay, WarmupCosine
 from adamw_ref.vectors.encoding import decode_float
 from adapters.reference import fused
@@ -527,3 +527,25 @@ def test_large_float32_problem_matches_numpy_path(backend: str) -> None:
         b.step(g)
     assert np.array_equal(a.params()["w"], b.params()["w"])
     assert all(np.array_equal(x["w"], y["w"]) for x, y in zip(a.moments(), b.moments()) if x and y)
+
+
+def test_narrow_state_storage_runs_the_spec_path() -> None:
+    """State precision (``m_dtype`` etc.) is a rounding point the array executors do not model: the
+    oracle must compute such a configuration through :func:`adamw_ref.step`, never ignore it."""
+    cfg = AdamWConfig(lr=0.1, weight_decay=0.1, m_dtype="bfloat16", v_dtype="float16")
+    p0 = {"w": np.array([1.0, -2.0, 3.0])}
+    grads = [{"w": np.array([0.1, 1e-3, -7.0])}, {"w": np.array([-0.3, 2e-3, 5.0])}]
+    stepper = RefStepper(cfg, p0, arithmetic("float32"), backend="numba")
+    assert stepper.backend == "spec"
+    st32 = arithmetic_for("float32")
+    params: Any = {"w": tuple(st32.vec(p0["w"].tolist()))}
+    state = init(params, cfg, st32)
+    for g in grads:
+        stepper.step(g)
+        params, state = step(params, {"w": tuple(st32.vec(g["w"].tolist()))}, state, cfg, st32)
+    m, _, _ = stepper.moments()
+    assert stepper.params()["w"].tolist() == [st32.to_float(x) for x in params["w"]]
+    want_m = [st32.to_float(x) for x in state.m["w"]]
+    assert m["w"].tolist() == want_m
+    # and the stored m really is bfloat16: 8 significant bits
+    assert all(round_to_format(x, BFLOAT16) == x for x in want_m)
