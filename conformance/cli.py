@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,7 @@ RESUMABLE = (
     "diagnose_budget",
     "closed_loop",
     "closed_loop_steps",
+    "distributed",
     "strict",
     "known_findings",
 )
@@ -163,6 +165,7 @@ def _validate(ns: argparse.Namespace) -> dict[str, Any]:
         "closed_loop_steps": 200
         if ns.closed_loop_steps is None
         else opt.positive_int("--closed-loop-steps", ns.closed_loop_steps, 100_000),
+        "distributed": bool(ns.distributed or ns.full),
         "strict": ns.strict,
         "known_findings": None
         if ns.strict
@@ -335,7 +338,7 @@ def _resume(ns: argparse.Namespace) -> int:
         jobs=opt.positive_int("--jobs", ns.jobs, 64),
         timeout=None if ns.timeout is None else opt.seconds("--timeout", ns.timeout),
     )
-    kept = [c for c in report["cases"] if c.get("mode") != "closed_loop"]
+    kept = [c for c in report["cases"] if c.get("mode") != "closed_loop" and "distributed" not in c]
     report["cases"] = kept
     report["envelope"]["planned"] = len(kept)
     _say(f"{PROG}: resuming {directory}: {len(kept)} cases kept, running the rest")
@@ -378,6 +381,8 @@ def _execute(report: rp.Report, v: dict[str, Any], out: Path, ns: argparse.Names
         with _signals(_raise):
             if v["closed_loop"]:
                 _run_closed_loop(report, v, runner.path, timeout)
+            if v.get("distributed"):
+                _run_distributed(report, v, runner.path, out)
             _apply_known_findings(report, v["known_findings"], runner.path, ns.verbose)
     except Interrupted as exc:
         report["envelope"]["status"] = "interrupted"
@@ -425,6 +430,55 @@ def _run_closed_loop(report: rp.Report, v: dict[str, Any], report_path: Path, ti
             del cases[base:]
             cases.extend(closed_loop_cases(records))
             rp.write_atomic(report_path, report)
+
+
+def _run_distributed(
+    report: rp.Report,
+    v: dict[str, Any],
+    report_path: Path,
+    out: Path,
+) -> None:
+    """Append the distributed tier's cases (``conformance.distributed``) for the selected
+    adapters: torch strategies when ``torch`` is selected, JAX sharding with ``optax``, federated
+    averaging for both; the report is rewritten after every case so nothing is lost."""
+    from conformance.distributed import cases as dist
+
+    adapters = set(v["adapter"])
+    strategies = dist.STRATEGIES if "torch" in adapters else ()
+    jax = "optax" in adapters
+    federated = [f for f in ("torch", "optax") if f in adapters]
+    if not (strategies or jax or federated):
+        _say("note: distributed: none of the selected adapters (torch, optax) has a distributed tier")
+        return
+    cases: list[dict[str, Any]] = report["cases"]  # type: ignore[assignment]
+    _say("  distributed: " + ", ".join([*strategies, *(["jax sharding"] if jax else [])]) + " …")
+
+    done: list[str] = []
+    t0 = time.monotonic()
+
+    def emit(case: dict[str, Any]) -> None:
+        cases.append(case)
+        report["envelope"]["planned"] = len(cases)
+        rp.write_atomic(report_path, report)
+        done.append(outcome.status(case))
+        if len(done) % 25 == 0 or done[-1] not in ("exact", "within_bound", "acceptable", "skipped"):
+            _say(
+                f"    {len(done)} distributed cases in {time.monotonic() - t0:.0f} s; "
+                f"last {done[-1]}: {case['id']}"
+            )
+
+    dist.run_distributed(
+        out,
+        world_sizes=(2, 4),
+        on_case=emit,
+        strategies=strategies,
+        seed=v["seeds"][0],
+        jax=jax,
+        federated=bool(federated),
+        federated_frameworks=federated,
+        nccl=v["device"] == "cuda",
+        diagnose=not v["no_diagnose"],
+    )
 
 
 def _apply_known_findings(
@@ -635,6 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--closed-loop-steps", default=None, metavar="N", help="steps per closed-loop task (default 200)"
+    )
+    r.add_argument(
+        "--distributed",
+        action="store_true",
+        help="also run the distributed tier: torch DDP, ZeRO and FSDP2 at 2 and 4 ranks (gloo; "
+        "NCCL with --device cuda), DCP checkpoint resume, JAX sharding, federated averaging "
+        "(implied by --full; docs/conformance/distributed.md)",
     )
     _findings_args(r)
     r.set_defaults(func=cmd_run)
