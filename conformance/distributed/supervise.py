@@ -42,8 +42,11 @@ def free_port() -> int:
         return port
 
 
-def rank_env(rank: int, world: int, port: int) -> dict[str, str]:
+def rank_env(rank: int, world: int, port: int, cpu: bool = False) -> dict[str, str]:
+    """A rank's environment; ``cpu``: no GPU visible (a gloo case on a GPU host stays on the CPU)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_")}
+    if cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     env.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -128,7 +131,7 @@ def launch_once(
                 [sys.executable, "-m", "conformance.distributed.rank", str(path)],
                 stdout=subprocess.DEVNULL,
                 stderr=fh,
-                env=rank_env(i, world, port),
+                env=rank_env(i, world, port, cpu=job.get("device", "cpu") == "cpu"),
                 start_new_session=True,
             )
         ranks.append(_Rank(i, proc, log, err, offset))

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 from adamw_ref import AdamWConfig
@@ -26,7 +27,10 @@ class FSDP2:
     checkpoint = True
 
     def wrap(self, holder: Holder) -> nn.Module:
-        fully_shard(holder)
+        # The mesh on the parameters' device: without one fully_shard builds it on CUDA whenever
+        # a GPU is visible, and gloo ranks on a GPU host fail ("invalid device ordinal").
+        kind = next(holder.parameters()).device.type
+        fully_shard(holder, mesh=init_device_mesh(kind, (dist.get_world_size(),)))
         return holder
 
     def optimizer(self, holder: Holder, config: AdamWConfig, implementation: str) -> Any:
