@@ -456,9 +456,13 @@ def _run_distributed(
     done: list[str] = []
     t0 = time.monotonic()
 
+    def plan(n: int) -> None:
+        report["envelope"]["planned"] = len(cases) + n
+        rp.write_atomic(report_path, report)
+        _say(f"  distributed: {n} cases planned")
+
     def emit(case: dict[str, Any]) -> None:
         cases.append(case)
-        report["envelope"]["planned"] = len(cases)
         rp.write_atomic(report_path, report)
         done.append(outcome.status(case))
         if len(done) % 25 == 0 or done[-1] not in ("exact", "within_bound", "acceptable", "skipped"):
@@ -478,6 +482,7 @@ def _run_distributed(
         federated_frameworks=federated,
         nccl=v["device"] == "cuda",
         diagnose=not v["no_diagnose"],
+        on_plan=plan,
     )
 
 

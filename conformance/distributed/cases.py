@@ -689,6 +689,7 @@ def run_distributed(
     federated_frameworks: Sequence[str] = fd.FRAMEWORKS,
     nccl: bool = True,
     diagnose: bool = True,
+    on_plan: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the distributed tier and return its report cases (``conformance.report.schema.Case``
     plus the optional ``distributed`` field), calling ``on_case(case)`` as each is graded.
@@ -697,6 +698,7 @@ def run_distributed(
     ``timeout``: seconds a case may run (and a launch may take to reach its first case) before
     its ranks are killed and it becomes an ``error`` row; the remaining cases run in a fresh
     launch. World sizes must be powers of two (:func:`conformance.distributed.problem.check_world_size`).
+    ``on_plan(n)`` is called once, before any case runs, with the number of cases planned.
     """
     for w in world_sizes:
         problem.check_world_size(w)
@@ -740,9 +742,16 @@ def run_distributed(
         torch_cases += plan_checkpoint(
             world_sizes, strategies=ck, implementations=implementations, dtypes=dtypes, seed=seed
         )
+    jax_ids = [
+        s for s in (list(scenarios) if scenarios else ["dist_basic", "dist_eps"]) if s != "dist_groups"
+    ]
+    if on_plan:
+        n_fed = len(federated_frameworks) * len(dtypes) * len(fd.VARIANTS) if federated else 0
+        n_jax = len(jax_ids) * len(dtypes) * len(jx.VARIANTS) if jax else 0
+        on_plan(len(rows) + len(torch_cases) + n_jax + n_fed)
     run_torch(torch_cases, out, timeout, emit, diagnose)
     if jax:
-        ids = list(scenarios) if scenarios else ["dist_basic", "dist_eps"]
+        ids = jax_ids
         for row in jax_cases(
             out, dtypes, [s for s in ids if s != "dist_groups"], seed, timeout, diagnose=diagnose
         ):

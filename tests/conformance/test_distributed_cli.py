@@ -24,7 +24,11 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         row = dist._torch_blank(dist.TorchCase("ddp", 2, "dist_basic", "foreach", "float32"))
         row.update(verdict="exact", error=None)
         # the report on disk already holds the main run when the tier starts
-        assert json.loads((Path(out_dir) / "report.json").read_text())["cases"]
+        before = json.loads((Path(out_dir) / "report.json").read_text())
+        assert before["cases"]
+        kw["on_plan"](1)
+        after = json.loads((Path(out_dir) / "report.json").read_text())
+        assert after["envelope"]["planned"] == len(before["cases"]) + 1
         kw["on_case"](row)
         return [row]
 
