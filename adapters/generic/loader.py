@@ -33,7 +33,7 @@ def import_target(spec: AdapterSpec) -> Any:
 
 
 def load_wrapper(spec: AdapterSpec) -> Any:
-    """The generic adapter for a parsed wrapper spec (kinds torch, optax, keras-*, numpy)."""
+    """The generic adapter for a parsed wrapper spec (kinds torch, optax, keras-*, mlx, numpy)."""
     if spec.kind == "keras":
         raise AdapterError(
             f"adapter spec {spec.spec!r}: 'keras:' means every installed backend; load one of "
@@ -52,6 +52,10 @@ def load_wrapper(spec: AdapterSpec) -> Any:
         from adapters.generic.optax_wrapper import OptaxWrapper
 
         return OptaxWrapper(spec, target)
+    if spec.kind == "mlx":
+        from adapters.generic.mlx_wrapper import MLXWrapper
+
+        return MLXWrapper(spec, target)
     if spec.backend is not None:
         from adapters.generic.keras_wrapper import KerasWrapper
 

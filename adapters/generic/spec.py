@@ -5,7 +5,7 @@ r"""The grammar of adapter specs, parsed without importing any framework.
     spec    := NAME                                built-in adapter or entry-point name
              | MODULE ":" ATTR                     plug-in factory (package.module:factory)
              | KIND ":" TARGET [ "?" ARGS ]        generic wrapper (this package)
-    KIND    := torch | optax | keras | keras-jax | keras-tensorflow | keras-torch | numpy
+    KIND    := torch | optax | keras | keras-jax | keras-tensorflow | keras-torch | mlx | numpy
     TARGET  := dotted.module.Name                  module = all but the last component
              | dotted.module:Name.Inner            explicit module, attribute path after ':'
     ARGS    := KEY "=" VALUE { "&" KEY "=" VALUE }
@@ -15,7 +15,7 @@ r"""The grammar of adapter specs, parsed without importing any framework.
 
 ``torch:torch.optim.AdamW`` has a known kind prefix, so it is a wrapper spec; ``mypkg.mod:factory``
 has none, so it is a plug-in factory. (A plug-in module literally named ``torch``, ``optax``,
-``keras``, ``keras-*`` or ``numpy`` cannot be named by a plug-in spec: the kinds win.)
+``keras``, ``keras-*``, ``mlx`` or ``numpy`` cannot be named by a plug-in spec: the kinds win.)
 
 ``ARGS`` are constructor keyword arguments, passed as given. One key is reserved:
 ``profile=NAME`` names the profile whose semantics the optimizer claims (default per kind:
@@ -46,6 +46,7 @@ WRAPPER_KINDS: tuple[str, ...] = (
     "keras-jax",
     "keras-tensorflow",
     "keras-torch",
+    "mlx",
     "numpy",
 )
 #: All kinds :func:`adapters.registry.parse_spec` returns.
@@ -58,6 +59,7 @@ DEFAULT_PROFILES: dict[str, str] = {
     "keras-jax": "keras3",
     "keras-tensorflow": "keras3",
     "keras-torch": "keras3",
+    "mlx": "mlx",
     "numpy": "torch",
 }
 #: Keras backends of the ``keras-<backend>`` kinds, in the order ``keras:`` expands to.

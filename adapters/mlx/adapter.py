@@ -236,7 +236,8 @@ class MLXRun:
                 isinstance(config.lr_schedule, Constant) and config.lr_schedule.value == 1.0 and not shift
             ):
                 lr_arg = self._schedule(lr, shift)
-            opt = optim.AdamW(
+            opt = self.build(
+                optim,
                 learning_rate=lr_arg,
                 betas=list(native["betas"]),
                 eps=float(native["eps"]),
@@ -245,6 +246,12 @@ class MLXRun:
             )
             opt.init({n: self.p[n] for n in names})
             self.opts.append((opt, names))
+
+    def build(self, optim: Any, **kwargs: Any) -> Any:
+        """One group's optimizer: ``mlx.optimizers.AdamW(**kwargs)`` (``learning_rate``,
+        ``betas``, ``eps``, ``weight_decay``, ``bias_correction``); the generic ``mlx:``
+        wrapper builds its own class here."""
+        return optim.AdamW(**kwargs)
 
     def _arr(self, a: np.ndarray[Any, Any]) -> Any:
         # mx.array(float64 ndarray) would round to float32 unless the dtype is given.
