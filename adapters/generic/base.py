@@ -170,3 +170,25 @@ def probe_refusal(adapter: str, what: str, reason: str) -> UnsupportedConfig:
     """The refusal of ``state()`` (``what="state"``) or ``set_state()`` (``"teacher_forced"``)."""
     value = "set_state" if what == "teacher_forced" else "state()"
     return UnsupportedConfig(adapter, what, value, f"the optimizer's state cannot be mapped: {reason}")
+
+
+class ProbeGate:
+    """State read-back and teacher forcing behind the probe: :meth:`layout` runs ``_probe()``
+    once and refuses ``state()`` / ``set_state()`` (``what``) with its reason, if it gave one.
+    Subclasses implement ``_probe`` (None: the state is the spec's raw moments) and
+    ``probe_label`` (the adapter's name in the refusal)."""
+
+    _verdict: tuple[str | None] | None = None
+
+    def _probe(self) -> str | None:
+        raise NotImplementedError
+
+    def probe_label(self) -> str:
+        raise NotImplementedError
+
+    def layout(self, what: str) -> None:
+        if self._verdict is None:
+            self._verdict = (self._probe(),)
+        reason = self._verdict[0]
+        if reason is not None:
+            raise probe_refusal(self.probe_label(), what, reason)

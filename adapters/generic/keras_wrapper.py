@@ -27,7 +27,7 @@ import numpy as np
 
 from adamw_ref import AdamWConfig, Constant, ScheduleCount
 from adapters.errors import AdapterError
-from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, check_first_step, probe_refusal
+from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, ProbeGate, check_first_step
 from adapters.generic.capabilities import Capabilities, feature_table, fold_constant_lr, read_signature
 from adapters.generic.spec import AdapterSpec
 from adapters.keras.backend import import_keras, keras_version
@@ -37,7 +37,7 @@ from adapters.protocol import Array, CanonicalState, Support
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 
 
-class GenericKerasRun(KerasRun):
+class GenericKerasRun(ProbeGate, KerasRun):
     """A :class:`KerasRun` over any Keras optimizer class."""
 
     def __init__(
@@ -46,8 +46,6 @@ class GenericKerasRun(KerasRun):
         self.wrapper = wrapper
         self.spec_config = config = fold_constant_lr(config)
         self.kwargs = wrapper.caps.kwargs(config)
-        self._layout: str | None = None
-        self._probed = False
         lr: Any = config.lr
         if not isinstance(config.lr_schedule, Constant):
             lr = {"LearningRateSchedule": "lr * eta(count)"}
@@ -73,12 +71,8 @@ class GenericKerasRun(KerasRun):
             ) from None
 
     # -- state --------------------------------------------------------------------------------
-    def layout(self, what: str) -> None:
-        if not self._probed:
-            self._probed = True
-            self._layout = self._probe()
-        if self._layout is not None:
-            raise probe_refusal(self.wrapper.info.name, what, self._layout)
+    def probe_label(self) -> str:
+        return str(self.wrapper.info.name)
 
     def _probe(self) -> str | None:
         try:

@@ -23,7 +23,7 @@ import numpy as np
 
 from adamw_ref import AdamWConfig, Constant, DecayForm
 from adapters.errors import AdapterError, FrameworkUnavailable, UnsupportedConfig
-from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, check_first_step, probe_refusal
+from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, ProbeGate, check_first_step
 from adapters.generic.capabilities import Capabilities, feature_table, read_signature
 from adapters.generic.spec import AdapterSpec
 from adapters.mlx.adapter import MLXRun, _import
@@ -33,15 +33,13 @@ N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
-class GenericMLXRun(MLXRun):
+class GenericMLXRun(ProbeGate, MLXRun):
     """An :class:`MLXRun` whose optimizers are the wrapped class."""
 
     def __init__(
         self, wrapper: MLXWrapper, config: AdamWConfig, params: Mapping[str, Array], dtype: str
     ) -> None:
         self.wrapper = wrapper
-        self._layout: str | None = None
-        self._probed = False
         self.spec_config = config
         native = {"betas": [config.beta1, config.beta2], "eps": config.eps, "bias_correction": True}
         run_cfg = config.replace(maximize=config.maximize and not wrapper.caps.native_maximize())
@@ -59,12 +57,8 @@ class GenericMLXRun(MLXRun):
             ) from None
 
     # -- state --------------------------------------------------------------------------------
-    def layout(self, what: str) -> None:
-        if not self._probed:
-            self._probed = True
-            self._layout = self._probe()
-        if self._layout is not None:
-            raise probe_refusal(self.wrapper.info.name, what, self._layout)
+    def probe_label(self) -> str:
+        return str(self.wrapper.info.name)
 
     def _probe(self) -> str | None:
         try:

@@ -72,7 +72,7 @@ from adamw_ref.formats import FORMATS, round_to_format
 from adapters.arrays import as_float64, load_arrays, numpy_dtype, save_arrays
 from adapters.capabilities import decay_active
 from adapters.errors import AdapterError
-from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, check_first_step, probe_refusal
+from adapters.generic.base import PROBE, PROBE_SHAPE, GenericAdapter, ProbeGate, check_first_step
 from adapters.generic.capabilities import Capabilities, feature_table, fold_constant_lr, read_signature
 from adapters.generic.spec import AdapterSpec
 from adapters.protocol import Array, CanonicalState, Support
@@ -120,7 +120,7 @@ def decode(doc: Any, arrays: Mapping[str, Any]) -> Any:
     return doc
 
 
-class NumpyRun:
+class NumpyRun(ProbeGate):
     """Named numpy parameters driven by an optimizer of the numpy protocol (module docstring)."""
 
     def __init__(
@@ -144,8 +144,6 @@ class NumpyRun:
             inst = self._new({n: init[n] for n in names}, config, lr, wd)
             self.parts.append((lr, names, inst))
         self.steps = 0
-        self._layout: str | None = None
-        self._probed = False
 
     def _new(self, params: dict[str, Any], config: AdamWConfig, lr: float, wd: float) -> Any:
         caps = self.wrapper.caps
@@ -209,12 +207,8 @@ class NumpyRun:
         return {n: out[n] for n in self.names}
 
     # -- canonical state ----------------------------------------------------------------------
-    def layout(self, what: str) -> None:
-        if not self._probed:
-            self._probed = True
-            self._layout = self._probe()
-        if self._layout is not None:
-            raise probe_refusal(self.name, what, self._layout)
+    def probe_label(self) -> str:
+        return str(self.name)
 
     def _probe(self) -> str | None:
         cls = self.wrapper.target
