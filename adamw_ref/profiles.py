@@ -230,6 +230,19 @@ _add(
     )
 )
 
+_add(
+    Profile(
+        name="tinygrad",
+        title="tinygrad tinygrad.nn.optim.AdamW",
+        config=_BASE.replace(decay_form=DecayForm.ADDED_TO_UPDATE),
+        implementations=("tinygrad.nn.optim.AdamW (LAMB with adam=True)",),
+        source="tinygrad/nn/optim.py LAMB._step: m_hat = m / (1 - b1_t); v_hat = v / (1 - b2_t); "
+        "up = m_hat / (v_hat.sqrt() + eps) + wd * t; t - lr * up (r = 1 for adam) (tinygrad 0.14.0)",
+        notes="one global count (b1_t, b2_t running products, float32); m and v are stored in "
+        "OPTIM_DTYPE (float32 by default) whatever the parameter dtype.",
+    )
+)
+
 
 #: Other names people use for a profile's implementation: the framework name (``keras`` for Keras
 #: 3's profile ``keras3``), the adapter names (``keras-jax``, ``torch-adam``, ...) and spellings.
@@ -245,6 +258,7 @@ ALIASES: dict[str, str] = {
     "optimisers-jl": "optimisers_jl",
     "hf-legacy": "hf_legacy",
     "adam-l2": "adam_l2",
+    "paddle": "torch",
 }
 
 

@@ -52,6 +52,9 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "keras-torch": "adapters.keras.adapter:KerasTorch",
     "optax": "adapters.optax.adapter:OptaxAdamW",
     "mlx": "adapters.mlx.adapter:MLXAdamW",
+    "tf-keras": "adapters.tf_keras.adapter:TfKerasAdamW",
+    "paddle": "adapters.paddle.adapter:PaddleAdamW",
+    "tinygrad": "adapters.tinygrad.adapter:TinygradAdamW",
 }
 
 

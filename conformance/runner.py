@@ -45,6 +45,9 @@ FRAMEWORK_MODULES: dict[str, str] = {
     "keras-torch": "torch",
     "optax": "optax",
     "mlx": "mlx",
+    "tf-keras": "tf_keras",
+    "paddle": "paddle",
+    "tinygrad": "tinygrad",
 }
 KERAS_BACKEND = {"keras-tensorflow": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
 
@@ -68,7 +71,19 @@ def installed(name: str) -> tuple[bool, str]:
 
 
 #: Slowest first, so that two lanes finish together.
-_ORDER = ("optax", "keras-tensorflow", "torch", "keras-jax", "torch-adam", "keras-torch", "mlx", "reference")
+_ORDER = (
+    "tinygrad",
+    "optax",
+    "keras-tensorflow",
+    "tf-keras",
+    "torch",
+    "keras-jax",
+    "paddle",
+    "torch-adam",
+    "keras-torch",
+    "mlx",
+    "reference",
+)
 
 
 def default_adapters() -> list[str]:

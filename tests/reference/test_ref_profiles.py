@@ -43,6 +43,7 @@ EXPECTED: dict[str, tuple[float, float, float, dict[str, Any]]] = {
         },
     ),
     "mlx": (1e-3, 1e-8, 1e-2, {"bias_correction": False}),
+    "tinygrad": (1e-3, 1e-8, 1e-2, {"decay_form": "added_to_update"}),
     "apex": (1e-3, 1e-8, 0.0, {"decay_form": "added_to_update"}),
     "optimisers_jl": (1e-3, 1e-8, 0.0, {"decay_form": "added_to_update"}),
     "optimisers_jl_decoupled": (

@@ -1,0 +1,1 @@
+"""PaddlePaddle: ``paddle.optimizer.AdamW`` (:mod:`~adapters.paddle.adapter`)."""

@@ -1,0 +1,1 @@
+"""tinygrad: ``tinygrad.nn.optim.AdamW`` (:mod:`~adapters.tinygrad.adapter`)."""
