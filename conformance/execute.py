@@ -5,7 +5,15 @@ Free-running (``free``): the implementation runs the whole recorded gradient str
 initial parameters. Teacher-forced (``teacher_forced``): before each step its parameters and
 moments are overwritten with the binary64 reference's (``set_state``), so each step's error is
 local. Expected values: the binary64 reference on the dtype-rounded inputs; ``exact`` means
-bitwise equal to the reference computed *in* the dtype.
+bitwise equal to the reference computed *in* the dtype. An implementation that keeps its state
+in another precision says so through the adapter's optional ``expected_config``
+(:func:`expected_config`).
+
+Bit-exact profiles: a CPU float32 case of an implementation with an operation-order profile
+(:data:`conformance.tolerance.OPORDER_PROFILES`) is also predicted by that profile
+(:mod:`adamw_ref.oporder`) and compared at 0 ulp, parameters after every step and the moments the
+run's ``state()`` exposes: the case's ``bit_exact`` record (:func:`bit_exact_record`), graded
+beside the verdict without changing it.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from adamw_ref import PROFILES, AdamWConfig, ConfigError, get_profile
+from adamw_ref import PROFILES, AdamWConfig, ConfigError, InputError, State, get_profile, oporder
 from adamw_ref.knobs import StepCountScope
 from adapters.errors import FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import Adapter, CanonicalState, Support
@@ -130,7 +138,10 @@ def plan(
                         continue
                     for seed in seeds:
                         out.append(CaseSpec(adapter_name, impl, device, dt, sc.id, mode, seed))
-    return out
+    # float64 cases last: they turn on process-wide switches (JAX's jax_enable_x64) under which
+    # narrower dtypes compute differently (Optax float32 under x64: docs/bitexact/findings.md), so
+    # every float32/16-bit case runs as it would in a float32 program.
+    return sorted(out, key=lambda c: c.dtype == "float64")
 
 
 def base_config(adapter: Adapter) -> tuple[str, AdamWConfig]:
@@ -181,9 +192,29 @@ def blank_case(
     }
 
 
+def _read_state(run: Any) -> dict[str, dict[str, Any]] | None:
+    """The run's moments after a step as bit-exact slots (``m``, ``v``, ``v_max``), or None
+    where the adapter does not expose them."""
+    try:
+        st = run.state()
+    except Exception:
+        return None
+    out = {"m": dict(st.m), "v": dict(st.v)}
+    if st.v_max is not None:
+        out["v_max"] = dict(st.v_max)
+    return {k: {n: np.asarray(a, np.float64) for n, a in d.items()} for k, d in out.items()}
+
+
 def _run_free(
-    adapter: Adapter, c: CaseSpec, cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]]
+    adapter: Adapter,
+    c: CaseSpec,
+    cfg: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    states: list[dict[str, Any] | None] | None = None,
 ) -> list[dict[str, Any]]:
+    """Parameters after every step; with ``states`` given, the moments after every step are
+    appended to it too (:func:`_read_state`)."""
     run = adapter.create(
         cfg,
         {k: round_to(v, c.dtype) for k, v in p0.items()},
@@ -196,6 +227,8 @@ def _run_free(
         for g in grads:
             run.step({k: None if v is None else round_to(v, c.dtype) for k, v in g.items()})
             out.append({k: np.asarray(v, np.float64) for k, v in run.params().items()})
+            if states is not None:
+                states.append(_read_state(run))
         return out
     finally:
         run.close()
@@ -218,11 +251,15 @@ def _run_forced(
     p0: Mapping[str, Any],
     grads: Sequence[Mapping[str, Any]],
     ref: Sequence[tolerance.RefPoint],
+    expected: AdamWConfig | None = None,
+    states: list[dict[str, Any] | None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Teacher forcing: before step t+1 the run gets the reference's state after step t,
     per-parameter counts (``CanonicalState.param_steps``) included. Where they matter
     (per-parameter scope and a parameter that missed a step), the run must read them back;
-    an adapter that keeps a global count only cannot be forced there: the case is skipped."""
+    an adapter that keeps a global count only cannot be forced there: the case is skipped.
+    The run gets ``cfg``; the in-dtype emulation computes ``expected`` (default ``cfg``); with
+    ``states`` given, the run's moments after every step are appended to it."""
     run = adapter.create(
         cfg,
         {k: round_to(v, c.dtype) for k, v in p0.items()},
@@ -230,7 +267,7 @@ def _run_forced(
         device=c.device,
         dtype=c.dtype,
     )
-    emu = RefStepper(cfg, {k: round_to(v, c.dtype) for k, v in p0.items()}, arithmetic(c.dtype))
+    emu = RefStepper(expected or cfg, {k: round_to(v, c.dtype) for k, v in p0.items()}, arithmetic(c.dtype))
     per_param = cfg.step_count_scope is StepCountScope.PER_PARAMETER
     checked = False
     got, emulated = [], []
@@ -274,6 +311,8 @@ def _run_forced(
             emu.step(gr)
             got.append({k: np.asarray(v, np.float64) for k, v in run.params().items()})
             emulated.append(emu.params())
+            if states is not None:
+                states.append(_read_state(run))
         return got, emulated
     finally:
         run.close()
@@ -289,6 +328,120 @@ def _rounded_hparams(cfg: AdamWConfig, dtype: str) -> AdamWConfig | None:
     if f["beta1"] >= 1.0 or f["beta2"] >= 1.0:
         return None
     return cfg.replace(**f)
+
+
+def expected_config(adapter: Adapter, cfg: AdamWConfig, implementation: str) -> AdamWConfig:
+    """What the reference computes for ``implementation`` run with ``cfg``: the adapter's optional
+    ``expected_config(cfg, implementation)`` (an implementation that keeps its state in another
+    precision names it there, e.g. Optax's ``jit-mu-bfloat16`` with ``m_dtype="bfloat16"``),
+    else ``cfg``."""
+    fn = getattr(adapter, "expected_config", None)
+    if not callable(fn):
+        return cfg
+    out = fn(cfg, implementation)
+    return out if isinstance(out, AdamWConfig) else cfg
+
+
+# -- bit_exact: the case against its operation-order profile --------------------------------------
+
+
+def _f32_flat(x: Any) -> list[float]:
+    return [float(v) for v in np.asarray(round_to(x, "float32"), np.float64).ravel()]
+
+
+def _point(
+    params: Mapping[str, Any], state: State[Any] | None, shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, dict[str, Any]]:
+    """A predicted step as bit-exact slots, each array in its parameter's shape."""
+
+    def shaped(d: Mapping[str, Any]) -> dict[str, Any]:
+        return {n: np.asarray(d[n], np.float64).reshape(shapes[n]) for n in shapes}
+
+    out = {"params": shaped(params)}
+    if state is not None:
+        out["m"], out["v"] = shaped(state.m), shaped(state.v)
+        if state.v_max is not None:
+            out["v_max"] = shaped(state.v_max)
+    return out
+
+
+def predict_free(
+    profile: str, cfg: AdamWConfig, p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]]
+) -> list[dict[str, dict[str, Any]]]:
+    """The profile's prediction of a free-running float32 case after steps 1..T (raises
+    :class:`~adamw_ref.errors.ConfigError` where the profile does not cover ``cfg``)."""
+    shapes = {n: tuple(np.shape(v)) for n, v in p0.items()}
+    traj = oporder.predict_trajectory(
+        profile,
+        cfg,
+        {n: _f32_flat(v) for n, v in p0.items()},
+        [{n: None if v is None else _f32_flat(v) for n, v in g.items()} for g in grads],
+    )
+    return [_point(traj.params[t], traj.states[t], shapes) for t in range(1, len(traj.params))]
+
+
+def predict_forced(
+    profile: str, cfg: AdamWConfig, ref: Sequence[tolerance.RefPoint], grads: Sequence[Mapping[str, Any]]
+) -> list[dict[str, dict[str, Any]]]:
+    """The profile's prediction of a teacher-forced float32 case: step t+1 from the forced
+    state (the binary64 reference after step t rounded to float32, as ``set_state`` stores it)."""
+    oporder.check_supported(profile, cfg)
+    impl = oporder.IMPLEMENTATIONS[profile]
+    plat = oporder.PLATFORMS[oporder.DEFAULT_PLATFORM]
+    shapes = {n: tuple(np.shape(v)) for n, v in ref[0].params.items()}
+    out = []
+    for t, g in enumerate(grads):
+        pt = ref[t]
+        state: State[Any] = State(
+            step=t,
+            param_steps=dict(pt.param_steps) if pt.param_steps is not None else dict.fromkeys(shapes, t),
+            m={n: tuple(_f32_flat(a)) for n, a in pt.m.items()},
+            v={n: tuple(_f32_flat(a)) for n, a in pt.v.items()},
+            v_max=None if pt.v_max is None else {n: tuple(_f32_flat(a)) for n, a in pt.v_max.items()},
+        )
+        cur = {n: _f32_flat(a) for n, a in pt.params.items()}
+        grad = {n: None if v is None else _f32_flat(v) for n, v in g.items()}
+        # one step of the profile from a given state (adamw_ref.oporder has no public API for it)
+        new, after = oporder._step(impl, cfg, plat, cur, grad, state)
+        out.append(_point(new, after, shapes))
+    return out
+
+
+def _predictable(p0: Mapping[str, Any], grads: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a case is small enough to predict (:data:`tolerance.MAX_PREDICTED_VALUES`)."""
+    return sum(int(np.size(v)) for v in p0.values()) * len(grads) <= tolerance.MAX_PREDICTED_VALUES
+
+
+def bit_exact_record(
+    profile: str,
+    mode: str,
+    cfg: AdamWConfig,
+    p0: Mapping[str, Any],
+    grads: Sequence[Mapping[str, Any]],
+    ref: Sequence[tolerance.RefPoint],
+    got: Sequence[Mapping[str, Any]],
+    states: Sequence[Mapping[str, Any] | None],
+) -> dict[str, Any]:
+    """The case's ``bit_exact`` record (:func:`conformance.tolerance.grade_bit_exact`): its
+    parameters after every step and, where the adapter exposes them, its moments, against the
+    prediction of ``profile`` (``adamw_ref.oporder``) for the same inputs."""
+    platform = oporder.DEFAULT_PLATFORM
+    if not _predictable(p0, grads):
+        size = sum(int(np.size(v)) for v in p0.values()) * len(grads)
+        return tolerance.not_predicted(
+            profile, f"{size} element-steps: over {tolerance.MAX_PREDICTED_VALUES} not predicted", platform
+        )
+    try:
+        if mode == "free":
+            predicted = predict_free(profile, cfg, p0, grads)
+        else:
+            predicted = predict_forced(profile, cfg, ref, grads)
+    except (ConfigError, InputError) as exc:
+        return tolerance.not_predicted(profile, f"{type(exc).__name__}: {exc}", platform)
+    have = [{"params": p, **(st or {})} for p, st in zip(got, states, strict=False)]
+    if len(states) < len(got):
+        have += [{"params": p} for p in got[len(states) :]]
+    return tolerance.grade_bit_exact(profile, predicted, have, platform)
 
 
 class Executor:
@@ -328,20 +481,24 @@ class Executor:
         except ConfigError as exc:
             return blank_case(c, profile, sc.steps, "skipped", f"ConfigError: {exc}")
         self.adapter.to_native(cfg, c.implementation)  # UnsupportedConfig -> skipped
+        want = expected_config(self.adapter, cfg, c.implementation)  # what the reference computes
         p0, grads = sc.inputs(c.seed)
         spec = tolerance.spec_for(c.dtype, c.device, "ref_vs_impl")
-        ref = dg.reference_points(cfg, p0, grads, c.dtype)
+        ref = dg.reference_points(want, p0, grads, c.dtype)
         key = (c.implementation, c.device, c.dtype, c.scenario, c.seed)
+        profile_op = tolerance.oporder_profile(self.adapter.info.name, c.implementation, c.device, c.dtype)
+        # the moments after every step, for the bit-exact comparison (not kept for huge cases)
+        states: list[dict[str, Any] | None] | None = [] if profile_op and _predictable(p0, grads) else None
         if c.mode == "free":
-            got = _run_free(self.adapter, c, cfg, p0, grads)
+            got = _run_free(self.adapter, c, cfg, p0, grads, states)
             self._free[key] = got
-            emulated = [p.params for p in dg.reference_points(cfg, p0, grads, c.dtype, True)[1:]]
+            emulated = [p.params for p in dg.reference_points(want, p0, grads, c.dtype, True)[1:]]
         elif c.mode == "teacher_forced":
-            got, emulated = _run_forced(self.adapter, c, cfg, p0, grads, ref)
+            got, emulated = _run_forced(self.adapter, c, cfg, p0, grads, ref, want, states)
         else:
             raise ValueError(f"mode={c.mode!r}: the worker runs 'free' or 'teacher_forced'")
         self.last_trajectory = got
-        bounds = tolerance.step_bounds(cfg, ref, grads, spec, c.mode)
+        bounds = tolerance.step_bounds(want, ref, grads, spec, c.mode)
         res = cmp.compare([p.params for p in ref[1:]], got, bounds, c.dtype, emulated)
         verdict = "exact" if res.exact else ("within_bound" if res.max_ratio <= 1 else "divergent")
         case = blank_case(c, profile, sc.steps, verdict)
@@ -358,8 +515,10 @@ class Executor:
                 "max_ratio": res.max_ratio,
             },
         )
+        if profile_op:
+            case["bit_exact"] = bit_exact_record(profile_op, c.mode, want, p0, grads, ref, got, states or [])
         if verdict == "divergent":
-            self._explain(case, c, cfg, p0, grads, spec, key)
+            self._explain(case, c, cfg, want, p0, grads, spec, key)
         return case
 
     def _explain(
@@ -367,14 +526,18 @@ class Executor:
         case: dict[str, Any],
         c: CaseSpec,
         cfg: AdamWConfig,
+        want: AdamWConfig,
         p0: Mapping[str, Any],
         grads: Sequence[Mapping[str, Any]],
         spec: tolerance.ToleranceSpec,
         key: tuple[Any, ...],
     ) -> None:
+        """Look for an allowed deviation or a diagnosis of a divergent case: the adapter runs
+        ``cfg``, the reference (and the knob search around it) computes ``want``."""
         if key not in self._free:
             self._free[key] = _run_free(self.adapter, c, cfg, p0, grads)
         got = self._free[key]
+        cfg = want
         # Allowed deviation 1: hyperparameters stored in the dtype (lr, betas, eps, wd rounded).
         rounded = _rounded_hparams(cfg, c.dtype)
         if (

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from adamw_ref import AdamWConfig, DecayForm, EpsPlacement, ScheduleCount, StepCountScope
-from adamw_ref.formats import FORMATS
+from adamw_ref.formats import FORMATS, round_to_format
 
 F64 = NDArray[np.float64]
 KINDS = ("ref_vs_impl", "cpu_vs_gpu", "impl_vs_impl")
@@ -118,6 +118,7 @@ def step_bounds(
     mabs = {n: np.zeros_like(ref[0].params[n]) for n in names}
     own = dict.fromkeys(names, 0)
     acc = {n: np.zeros_like(ref[0].params[n]) for n in names}
+    narrow = StoredGap(cfg, u, c) if cfg.stores_narrow else None
     out: list[dict[str, F64]] = []
     for t in range(1, len(ref)):
         count = t - 1 if cfg.schedule_count is ScheduleCount.PRE_INCREMENT else t
@@ -175,6 +176,8 @@ def step_bounds(
                 local = c * u * (th0 + th1 + a * (1.0 + kappa + carried)) + c * mu * (
                     1.0 + sens * (1.0 + carried)
                 )
+                if narrow is not None:
+                    local = local + narrow.term(n, t, ref, g, mode, sens, a, vhat, bc2, eps_eff, wd_b * omega)
             if mode == "free":
                 acc[n] = acc[n] + local
                 bounds[n] = acc[n].copy()
@@ -182,3 +185,231 @@ def step_bounds(
                 bounds[n] = local
         out.append(bounds)
     return out
+
+
+class StoredGap:
+    r"""The state-precision term of the bound (``param_dtype``, ``m_dtype``, ``v_dtype``).
+
+    Where the state is stored in a narrower format than the working precision, the
+    implementation and the reference round values that differ by the working precision's
+    errors to that format. Both results lie in :math:`[\mathrm{fl}_s(x-\delta),
+    \mathrm{fl}_s(x+\delta)]` for the reference's unrounded value :math:`x` and a bound
+    :math:`\delta` on the difference before rounding (rounding is monotone), so the stored values
+    differ by at most the width of that interval: zero unless :math:`x` lies within
+    :math:`\delta` of a rounding boundary of the storage format, one storage ulp when it does. The
+    difference of the stored :math:`m` (:math:`v`) is carried (times :math:`\beta_1`,
+    :math:`\beta_2`) into the next step free-running; teacher forcing resets it. It reaches
+    :math:`\theta` through :math:`\partial\theta/\partial m` (``sens``) and through the square
+    root: :math:`a\,\Delta s/\max(\sqrt{\hat v}-\Delta s+\epsilon, \epsilon)` with
+    :math:`\Delta s\le\min(\sqrt{\Delta v/b_2}, \Delta v/(2b_2\sqrt{\hat v}))`. Stored parameters add
+    one storage rounding of :math:`\theta` per step (:math:`2u_s|\theta_t|`). None of this is
+    present without state-precision fields, so it widens no other bound."""
+
+    def __init__(self, cfg: AdamWConfig, u: float, c: float) -> None:
+        self.cfg, self.u, self.c = cfg, u, c
+        self.dm: dict[str, F64] = {}
+        self.dv: dict[str, F64] = {}
+
+    def _gap(self, pre: F64, delta: F64, dtype: str) -> F64:
+        fmt = FORMATS[dtype]
+
+        def rounded(x: F64) -> F64:
+            flat = [round_to_format(float(v), fmt) for v in np.ravel(x)]
+            return np.asarray(flat, np.float64).reshape(np.shape(x))
+
+        return np.asarray(np.abs(rounded(pre + delta) - rounded(pre - delta)), np.float64)
+
+    def term(
+        self,
+        n: str,
+        t: int,
+        ref: Sequence[RefPoint],
+        g: Any,
+        mode: str,
+        sens: F64,
+        a: F64,
+        vhat: F64,
+        bc2: float,
+        eps_eff: float,
+        wd: float,
+    ) -> F64:
+        cfg, u, c = self.cfg, self.u, self.c
+        b1, b2 = cfg.beta1, cfg.beta2
+        prev = ref[t - 1]
+        gs = np.asarray(g, np.float64) * (-1.0 if cfg.maximize else 1.0)
+        if cfg.decay_form is DecayForm.COUPLED_L2:
+            gs = gs + wd * prev.params[n]
+        out = np.zeros_like(prev.params[n])
+        with np.errstate(all="ignore"):
+            if cfg.m_dtype is not None:
+                carry = b1 * self.dm.get(n, 0.0) if mode == "free" else 0.0
+                pre = b1 * prev.m[n] + (1 - b1) * gs
+                delta = carry + c * u * (np.abs(b1 * prev.m[n]) + np.abs((1 - b1) * gs) / (1 - b1))
+                self.dm[n] = dm = self._gap(pre, delta, cfg.m_dtype)
+                out = out + np.where(np.isfinite(sens), sens, 0.0) * dm
+            if cfg.v_dtype is not None:
+                carry = b2 * self.dv.get(n, 0.0) if mode == "free" else 0.0
+                pre = b2 * prev.v[n] + (1 - b2) * gs * gs
+                delta = carry + c * u * (np.abs(b2 * prev.v[n]) + (1 - b2) * gs * gs / (1 - b2))
+                self.dv[n] = dv = self._gap(pre, delta, cfg.v_dtype)
+                bc = bc2 if bc2 > 0 else 1.0
+                root = np.sqrt(vhat)
+                ds = np.minimum(np.sqrt(dv / bc), np.where(root > 0, dv / (2 * bc * root), np.inf))
+                ds = np.where(dv > 0, ds, 0.0)
+                den = np.maximum(root - ds + eps_eff, eps_eff) if eps_eff > 0 else root - ds
+                vterm = np.where(den > 0, a * ds / den, np.where(ds > 0, np.inf, 0.0))
+                out = out + vterm
+            if cfg.param_dtype is not None:
+                out = out + 2 * FORMATS[cfg.param_dtype].unit_roundoff * np.abs(ref[t].params[n])
+        return np.asarray(np.where(np.isnan(out), np.inf, out), np.float64)
+
+
+# ---------------------------------------------------------------------------------- bit_exact
+# The tolerance ``bit_exact`` is 0 ulp: where :mod:`adamw_ref.oporder` transcribes an
+# implementation's own sequence of binary32 operations (CPU, float32), the case's trajectory is
+# also compared with that profile's prediction, element for element and bit for bit
+# (docs/conformance/tolerance.md, "bit_exact"). It is graded beside the verdict, not instead of
+# it: the verdict keeps grading against the binary64 reference and its derived bound.
+TOLERANCES[("float32", "cpu", "bit_exact")] = ToleranceSpec(
+    "float32", "cpu", "bit_exact", 0.0, note="0 ulp against the implementation's operation-order profile"
+)
+
+#: Adapter name -> {adapter implementation: ``adamw_ref.oporder`` implementation}.
+OPORDER_PROFILES: dict[str, dict[str, str]] = {
+    "torch": {"forloop": "torch:forloop", "foreach": "torch:foreach", "fused": "torch:fused"},
+    "optax": {"jit": "optax:jit", "nojit": "optax:nojit"},
+    "keras-jax": {"default": "keras-jax:default"},
+    "keras-tensorflow": {"default": "keras-tensorflow:default"},
+    "keras-torch": {"default": "keras-torch:default"},
+    "mlx": {"default": "mlx:default"},
+}
+#: Element-steps above which a case is not predicted (the prediction is pure Python, 2 to 7 us
+#: per element-step; the ``large`` scenario has 2.2e7).
+MAX_PREDICTED_VALUES = 2_000_000
+#: Slots compared, in this order: parameters, then the moments where the adapter exposes them.
+BIT_EXACT_SLOTS = ("params", "m", "v", "v_max")
+
+
+def oporder_profile(adapter: str, implementation: str, device: str, dtype: str) -> str | None:
+    """The :mod:`adamw_ref.oporder` implementation that predicts this case bit for bit, or None
+    (no profile: another framework, device or dtype)."""
+    if device != "cpu" or dtype != "float32":
+        return None
+    return OPORDER_PROFILES.get(adapter, {}).get(implementation)
+
+
+def _ordered(a: NDArray[np.float32]) -> NDArray[np.int64]:
+    """binary32 values as integers that count ulps: consecutive floats differ by 1, -0 == +0."""
+    bits = a.view(np.int32).astype(np.int64)
+    return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def ulp_distance(predicted: Any, got: Any) -> NDArray[np.float64]:
+    """Per element, the number of binary32 steps between ``predicted`` and ``got`` (0 for equal
+    values, 0 for two NaNs, inf for a NaN against a number). Both are rounded to binary32 first,
+    which is exact for float32 trajectories held as float64."""
+    p = np.asarray(predicted, np.float64).astype(np.float32).ravel()
+    g = np.asarray(got, np.float64).astype(np.float32).ravel()
+    d: NDArray[np.float64] = np.abs(_ordered(p) - _ordered(g)).astype(np.float64)
+    pn, gn = np.isnan(p), np.isnan(g)
+    d[pn & gn] = 0.0
+    d[pn ^ gn] = np.inf
+    return d
+
+
+def _same_bits(predicted: Any, got: Any) -> NDArray[np.bool_]:
+    """Bitwise equality of binary32 values (any NaN equals any NaN; -0 and +0 differ)."""
+    p = np.asarray(predicted, np.float64).astype(np.float32).ravel()
+    g = np.asarray(got, np.float64).astype(np.float32).ravel()
+    return np.asarray((p.view(np.int32) == g.view(np.int32)) | (np.isnan(p) & np.isnan(g)))
+
+
+#: Upper ends of the ulp-distance histogram's buckets (the last is open).
+ULP_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("1", 1.0),
+    ("2-15", 15.0),
+    ("16-255", 255.0),
+    ("256-65535", 65535.0),
+    (">=65536", math.inf),
+)
+
+Point = Mapping[str, Mapping[str, Any]]  # slot -> parameter name -> array
+
+
+def grade_bit_exact(
+    profile: str, predicted: Sequence[Point], got: Sequence[Point], platform: str = ""
+) -> dict[str, Any]:
+    """Compare ``got`` with ``predicted`` after every step (slot -> name -> array each; a slot
+    or name missing on either side is not compared): the ``bit_exact`` record of a case.
+
+    ``verdict`` is ``bit_exact`` when every compared element is bit-identical, else
+    ``not_bit_exact``; ``fraction`` = ``exact`` / ``elements``; ``slots`` the same counts per
+    slot; ``max_ulp`` and ``ulp_histogram`` (:data:`ULP_BUCKETS`) describe the mismatches;
+    ``first_mismatch`` the first one (step from 1, slot, parameter, index, both values)."""
+    counts = {s: [0, 0] for s in BIT_EXACT_SLOTS}
+    hist = dict.fromkeys((name for name, _ in ULP_BUCKETS), 0)
+    max_ulp = 0.0
+    first: dict[str, Any] | None = None
+    for t, (want, have) in enumerate(zip(predicted, got, strict=False), start=1):
+        for slot in BIT_EXACT_SLOTS:
+            w, h = want.get(slot), have.get(slot)
+            if w is None or h is None:
+                continue
+            for name in w:
+                if name not in h:
+                    continue
+                same = _same_bits(w[name], h[name])
+                counts[slot][0] += int(same.sum())
+                counts[slot][1] += int(same.size)
+                if same.all():
+                    continue
+                d = ulp_distance(w[name], h[name])[~same]
+                max_ulp = max(max_ulp, float(d.max()))
+                lo = 0.0
+                for bucket, hi in ULP_BUCKETS:
+                    hist[bucket] += int(((d > lo) & (d <= hi)).sum())
+                    lo = hi
+                if first is None:
+                    i = int(np.flatnonzero(~same)[0])
+                    shape = np.shape(h[name])
+                    first = {
+                        "step": t,
+                        "slot": slot,
+                        "param": name,
+                        "index": [int(x) for x in np.unravel_index(i, shape)] if shape else [],
+                        "predicted": float(np.asarray(w[name], np.float64).ravel()[i]),
+                        "got": float(np.asarray(h[name], np.float64).ravel()[i]),
+                        "ulp": float(ulp_distance(w[name], h[name])[i]),
+                    }
+    exact = sum(n for n, _ in counts.values())
+    total = sum(n for _, n in counts.values())
+    return {
+        "profile": profile,
+        "platform": platform,
+        "verdict": "bit_exact" if exact == total else "not_bit_exact",
+        "reason": None,
+        "elements": total,
+        "exact": exact,
+        "fraction": exact / total if total else 1.0,
+        "slots": {s: {"exact": n, "elements": k} for s, (n, k) in counts.items() if k},
+        "max_ulp": max_ulp,
+        "ulp_histogram": {k: n for k, n in hist.items() if n},
+        "first_mismatch": first,
+    }
+
+
+def not_predicted(profile: str, reason: str, platform: str = "") -> dict[str, Any]:
+    """The ``bit_exact`` record of a case its profile does not cover (verdict ``not_covered``)."""
+    return {
+        "profile": profile,
+        "platform": platform,
+        "verdict": "not_covered",
+        "reason": reason,
+        "elements": 0,
+        "exact": 0,
+        "fraction": None,
+        "slots": {},
+        "max_ulp": None,
+        "ulp_histogram": {},
+        "first_mismatch": None,
+    }

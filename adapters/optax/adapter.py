@@ -23,7 +23,8 @@ is refused: ``apply_updates`` adds the update to the parameter, so
 
 Groups with their own lr / weight decay: ``optax.multi_transform`` over one transform per
 ``(lr, weight_decay)`` label (:func:`partition`). Implementations ``jit``/``nojit`` and
-``jit-mu-bfloat16``/``jit-mu-float16`` (``mu_dtype``: the first moment stored in that format).
+``jit-mu-bfloat16``/``jit-mu-float16`` (``mu_dtype``: the first moment stored in that format;
+:meth:`OptaxAdamW.expected_config` names the reference's ``m_dtype`` for them).
 
 Schedules are ``table[count]`` lookups (``jnp`` arrays, so they work under ``jit``) with
 ``table[c] = fl(fl(lr)*fl(eta(c)))`` in the parameter dtype. float64 needs
@@ -112,6 +113,17 @@ class OptaxAdamW:
             schedule_count=ScheduleCount.PRE_INCREMENT,
             step_count_scope=StepCountScope.GLOBAL,
         )
+
+    def expected_config(self, config: AdamWConfig, implementation: str | None = None) -> AdamWConfig:
+        """The reference's config for ``implementation`` run with ``config``: the ``jit-mu-*``
+        implementations keep the first moment in that format (``mu_dtype``), which the reference
+        computes as ``m_dtype`` (``m`` rounded once when stored). Optax also forms
+        :math:`\beta_1 m` in that format with :math:`\beta_1` rounded to it, which the reference
+        does not (docs/bitexact/findings.md#optaxs-mu_dtype-rounds-beta1-too)."""
+        mu = IMPL_MODES.get(implementation or "jit", (True, None))[1]
+        if mu is None or config.m_dtype is not None:
+            return config
+        return config.replace(m_dtype=mu)
 
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
         """``optax.adamw`` keyword arguments (schedules named, not built), or the chain plan."""

@@ -52,7 +52,8 @@ FEATURES: dict[str, Support] = {
 }
 
 #: implementation -> (jit?, mu_dtype). ``jit-mu-*`` store the first moment in a 16-bit format
-#: (``optax.adamw(mu_dtype=...)``; AdamWConfig has no such field, so it is an implementation).
+#: (``optax.adamw(mu_dtype=...)``); the reference computes them with ``m_dtype`` set
+#: (:meth:`adapters.optax.adapter.OptaxAdamW.expected_config`).
 IMPL_MODES: dict[str, tuple[bool, str | None]] = {
     "jit": (True, None),
     "nojit": (False, None),

@@ -7,7 +7,9 @@ Top to bottom, the page answers "does it conform, and if not why": the headline 
 sentence of :mod:`conformance.report.outcome`; the implementation x dtype matrix (each cell
 coloured by its worst status, ``skipped`` never outranking a result); the cases to look at,
 unexpected divergences and errors first, then known findings grouped by the entry they matched,
-each with its first divergence, diagnosis, error/bound curve and a copyable repro command; every
+each with its first divergence, diagnosis, error/bound curve and a copyable repro command; the
+bit-exact profiles (per implementation the fraction of elements predicted exactly at 0 ulp, and
+the cases that are not bit-exact, as findings) where the report has ``bit_exact`` records; every
 case in a table sortable by column and filterable by text and status; the envelope; the plots.
 
 Numbers: ``got`` and ``expected`` print with every digit (shortest round-trip ``repr``), NaN and
@@ -137,9 +139,70 @@ def page_context(report: Mapping[str, Any], pngs: Sequence[Path] = ()) -> dict[s
             for k, label, w, sort, tip in COLUMNS
         ],
         "cases": views,
+        "bit_exact": _bit_exact(report, by_case),
         "envelope": _envelope(env),
         "schema": f"{text(report.get('schema'))} {text(report.get('schema_version'), '')}".strip(),
         "plots": plots,
+    }
+
+
+def _share(x: Any) -> str:
+    """A fraction of elements: ``1`` only when exactly 1, otherwise six decimals at most."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    return "1" if x == 1 else f"{min(float(x), 0.999999):.6f}".rstrip("0")
+
+
+def _bit_exact(report: Mapping[str, Any], by_case: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+    """The bit-exact section: per implementation the fraction of elements its operation-order
+    profile predicted exactly, and the cases that are not bit-exact (findings)."""
+    rows = [
+        {
+            "row": r.row,
+            "profile": r.profile,
+            "bit_exact": r.counts["bit_exact"],
+            "not_bit_exact": r.counts["not_bit_exact"],
+            "not_covered": r.counts["not_covered"],
+            "fraction": _share(r.fraction),
+            "exact": r.exact,
+            "elements": r.elements,
+            "max_ulp": fmt(r.max_ulp),
+            "query": f'impl:"{r.row}"',
+            # green where every predicted case is bit-exact, the colour of a finding otherwise
+            "css": "known"
+            if r.counts["not_bit_exact"]
+            else ("exact" if r.counts["bit_exact"] else "skipped"),
+        }
+        for r in outcome.bit_exact_rows(report)
+    ]
+    findings = [by_case[id(c)] for c in outcome.bit_exact_findings(report) if id(c) in by_case]
+    return {"sentence": outcome.bit_exact_sentence(report), "rows": rows, "findings": findings}
+
+
+def _bit_view(c: Mapping[str, Any]) -> dict[str, Any] | None:
+    rec = outcome.bit_record(c)
+    if rec is None:
+        return None
+    fm = rec.get("first_mismatch")
+    first = ""
+    if isinstance(fm, Mapping):
+        first = (
+            f"step {text(fm.get('step'))}, {text(fm.get('slot'))} {text(fm.get('param'))}"
+            f"{list(fm.get('index') or [])}: got {fmt_exact(fm.get('got'))}, predicted "
+            f"{fmt_exact(fm.get('predicted'))} ({fmt(fm.get('ulp'))} ulp)"
+        )
+    hist = rec.get("ulp_histogram")
+    return {
+        "verdict": text(rec.get("verdict")),
+        "profile": text(rec.get("profile")),
+        "platform": text(rec.get("platform"), ""),
+        "fraction": _share(rec.get("fraction")),
+        "exact": text(rec.get("exact")),
+        "elements": text(rec.get("elements")),
+        "max_ulp": fmt(rec.get("max_ulp")),
+        "histogram": ", ".join(f"{k} ulp: {v}" for k, v in hist.items()) if isinstance(hist, Mapping) else "",
+        "first": first,
+        "reason": text(rec.get("reason"), ""),
     }
 
 
@@ -245,6 +308,7 @@ def _case_view(c: Mapping[str, Any], index: int, anchors: Mapping[str, str]) -> 
             c.get("acceptable_flag"),
             expected,
             reason,
+            (outcome.bit_record(c) or {}).get("verdict"),
         )
     )
     return {
@@ -287,6 +351,7 @@ def _case_view(c: Mapping[str, Any], index: int, anchors: Mapping[str, str]) -> 
         "plot_anchor": anchors.get(scenario_png(scenario), ""),
         "search": search.lower(),
         "duration": fmt(c.get("duration_s")),
+        "bits": _bit_view(c),
     }
 
 

@@ -6,7 +6,10 @@ rows, no timestamps beyond the report's own), so committed summaries only change
 results do. Statuses are those of :mod:`conformance.report.outcome`: a divergent or error case
 matched by a known finding is ``known``, listed in its own section with the entry it matched;
 unexpected divergent and error cases are listed with their first divergent step, size, the
-diagnosis and the reproduction command.
+diagnosis and the reproduction command. Where cases were compared with their implementation's
+operation-order profile (``bit_exact``, schema 1.2), a table gives per implementation the
+fraction of elements predicted exactly, and every case that is not bit-exact is listed as a
+finding with its first mismatch.
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
         )
     lines.append("")
 
+    lines += _bit_exact_section(report)
+
     bad = sorted(
         (c for c in cases if outcome.status(c) in outcome.UNEXPECTED),
         key=lambda c: (
@@ -155,5 +160,61 @@ def _known_section(known: list[Mapping[str, Any]]) -> list[str]:
         ratio = max((_bound_ratio(c) or 0.0) for c in cs)
         lines.append(
             f"| `{_cell(entry)}` | {len(cs)} | {_fmt(rel)} | {_fmt(ratio)} | `{_cell(cs[0].get('id'))}` |"
+        )
+    return [*lines, ""]
+
+
+def _share(x: float | None) -> str:
+    """A fraction with enough digits that anything below 1 does not print as 1."""
+    if x is None:
+        return "–"
+    return "1" if x == 1 else f"{min(x, 0.999999):.6f}".rstrip("0")
+
+
+def _bit_exact_section(report: Mapping[str, Any]) -> list[str]:
+    """Per implementation the fraction of elements its operation-order profile predicted
+    exactly, then the cases that are not bit-exact (findings); nothing without such cases."""
+    rows = outcome.bit_exact_rows(report)
+    if not rows:
+        return []
+    lines = [
+        "## Bit-exact profiles (tolerance `bit_exact`: 0 ulp against `adamw_ref.oporder`)",
+        "",
+        outcome.bit_exact_sentence(report),
+        "",
+        "| implementation | profile | bit-exact cases | not bit-exact | not covered | "
+        "elements predicted exactly | max ulp |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        n = r.counts
+        lines.append(
+            f"| {_cell(r.row)} | `{_cell(r.profile)}` | {n['bit_exact']} | "
+            f"{('**' + str(n['not_bit_exact']) + '**') if n['not_bit_exact'] else 0} | "
+            f"{n['not_covered']} | {_share(r.fraction)} ({r.exact}/{r.elements}) | {_fmt(r.max_ulp)} |"
+        )
+    lines.append("")
+    found = outcome.bit_exact_findings(report)
+    lines += ["### Findings: cases not bit-exact against their profile", ""]
+    if not found:
+        return [*lines, "None.", ""]
+    lines += [
+        "| case | verdict | exact | first mismatch | max ulp | ulps (histogram) | repro |",
+        "|---|---|---:|---|---:|---|---|",
+    ]
+    for c in found:
+        rec = outcome.bit_record(c) or {}
+        fm = rec.get("first_mismatch") or {}
+        where = (
+            f"step {fm.get('step')}, {fm.get('slot')} {fm.get('param')}{list(fm.get('index') or [])}: "
+            f"{fm.get('got')!r} vs {fm.get('predicted')!r} predicted"
+            if fm
+            else "–"
+        )
+        hist = ", ".join(f"{k}: {v}" for k, v in (rec.get("ulp_histogram") or {}).items())
+        lines.append(
+            f"| `{_cell(c.get('id'))}` | {c.get('verdict')} | {_share(rec.get('fraction'))} | "
+            f"{_cell(where)} | {_fmt(rec.get('max_ulp'))} | {_cell(hist) or '–'} | "
+            f"`{_cell(c.get('repro', ''))}` |"
         )
     return [*lines, ""]

@@ -219,3 +219,77 @@ def implementations_with(report: Mapping[str, Any], statuses: Sequence[str]) -> 
     """Matrix rows with at least one case in ``statuses``."""
     wanted = set(statuses)
     return sorted({row_key(c) for c in _cases(report) if status(c) in wanted})
+
+
+# -- bit_exact: the cases against their operation-order profiles ----------------------------------
+#: The ``bit_exact`` verdicts of a case (``case["bit_exact"]["verdict"]``, schema 1.2).
+BIT_EXACT_VERDICTS: tuple[str, ...] = ("bit_exact", "not_bit_exact", "not_covered")
+
+
+def bit_record(case: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The case's ``bit_exact`` record, or None (no profile, or a report older than 1.2)."""
+    rec = case.get("bit_exact")
+    return rec if isinstance(rec, Mapping) and rec.get("verdict") in BIT_EXACT_VERDICTS else None
+
+
+@dataclass
+class BitRow:
+    """One implementation against its operation-order profile, over the report's cases."""
+
+    row: str
+    profile: str
+    counts: Counter[str] = field(default_factory=Counter)  # bit_exact verdict -> cases
+    elements: int = 0
+    exact: int = 0
+    max_ulp: float = 0.0
+
+    @property
+    def fraction(self) -> float | None:
+        """Elements predicted exactly / elements compared (None: nothing was compared)."""
+        return self.exact / self.elements if self.elements else None
+
+
+def bit_exact_rows(report: Mapping[str, Any]) -> list[BitRow]:
+    """Per implementation row (in matrix order) with a ``bit_exact`` record: the cases per
+    ``bit_exact`` verdict and the fraction of elements its profile predicted exactly."""
+    rows: dict[str, BitRow] = {}
+    for c in _cases(report):
+        rec = bit_record(c)
+        if rec is None:
+            continue
+        key = row_key(c)
+        r = rows.setdefault(key, BitRow(key, str(rec.get("profile") or "?")))
+        r.counts[str(rec["verdict"])] += 1
+        if rec["verdict"] != "not_covered":
+            r.elements += int(rec.get("elements") or 0)
+            r.exact += int(rec.get("exact") or 0)
+            ulp = rec.get("max_ulp")
+            if isinstance(ulp, (int, float)) and not isinstance(ulp, bool) and ulp == ulp:
+                r.max_ulp = max(r.max_ulp, float(ulp))
+    order = matrix(report).rows
+    return sorted(rows.values(), key=lambda r: order.index(r.row) if r.row in order else len(order))
+
+
+def bit_exact_findings(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The cases that are not bit-identical to their profile's prediction (findings, whatever
+    their verdict against the bound), lowest fraction first."""
+    out = [c for c in _cases(report) if (bit_record(c) or {}).get("verdict") == "not_bit_exact"]
+    return sorted(out, key=lambda c: (float((bit_record(c) or {}).get("fraction") or 0.0), str(c.get("id"))))
+
+
+def bit_exact_sentence(report: Mapping[str, Any]) -> str:
+    """One sentence on the profiled cases, or ``""`` when no case has a ``bit_exact`` record."""
+    rows = bit_exact_rows(report)
+    if not rows:
+        return ""
+    n = Counter[str]()
+    for r in rows:
+        n.update(r.counts)
+    elements = sum(r.elements for r in rows)
+    exact = sum(r.exact for r in rows)
+    share = f" ({exact} of {elements} elements, {exact / elements:.6g})" if elements else ""
+    covered = f"; {n['not_covered']} outside their profile" if n["not_covered"] else ""
+    return (
+        f"Operation-order profiles (0 ulp): {n['bit_exact']} of {n['bit_exact'] + n['not_bit_exact']} "
+        f"predicted cases bit-exact{share}, {_plural(n['not_bit_exact'], 'finding')}{covered}."
+    )

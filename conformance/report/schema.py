@@ -1,8 +1,8 @@
 """The conformance report: versioned JSON schema, TypedDicts and atomic I/O.
 
-Layout (schema ``adamw-conformance/report`` version ``1.1``)::
+Layout (schema ``adamw-conformance/report`` version ``1.2``)::
 
-    {"schema": "adamw-conformance/report", "schema_version": "1.1",
+    {"schema": "adamw-conformance/report", "schema_version": "1.2",
      "envelope": Envelope, "cases": [Case, ...]}
 
 One ``Case`` is one (adapter, implementation, device, dtype, scenario, mode, seed) run.
@@ -12,6 +12,14 @@ the metrics are measured against the binary64 reference, so they may show a few 
 flag naming it is in ``acceptable_flag``), ``divergent``, ``error`` (crash/hang/exception),
 ``skipped`` (the adapter lacks a feature the scenario needs; reason in ``error``).
 Renderers (:mod:`conformance.report`) read only these fields.
+
+**Bit-exact profiles** (1.2, optional ``bit_exact``): a CPU float32 case of an implementation
+with an operation-order profile (:mod:`adamw_ref.oporder`) is also compared with that profile's
+prediction at 0 ulp, every element of the parameters after every step and of ``m``, ``v``
+(``v_max``) where the adapter exposes them: ``verdict`` ``bit_exact``, ``not_bit_exact`` (a
+finding, whatever the case's own verdict) or ``not_covered`` (the profile does not model the
+configuration; ``reason``), ``fraction`` of the elements predicted exactly, the largest distance
+and a histogram of the mismatches in ulps, the first mismatch. It never changes ``verdict``.
 
 **Numbers are lossless.** JSON has no NaN or infinity, so a non-finite float in a numeric field
 (metrics, first divergence, bound, series, candidate scores) is written as the string ``"nan"``,
@@ -34,9 +42,10 @@ from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
 SCHEMA = "adamw-conformance/report"
-SCHEMA_VERSION = "1.1"
-#: Versions :func:`load` reads (1.0: non-finite values clamped to the largest double).
-READABLE_VERSIONS: tuple[str, ...] = ("1.0", "1.1")
+SCHEMA_VERSION = "1.2"
+#: Versions :func:`load` reads (1.0: non-finite values clamped to the largest double; 1.2 added
+#: the optional ``bit_exact`` record of a case).
+READABLE_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2")
 LARGEST = 1.7976931348623157e308
 NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
@@ -118,6 +127,37 @@ class Series(TypedDict):
     err: list[float]  # max over params of err/bound per step (bound ratio)
 
 
+class BitSlot(TypedDict):
+    exact: int
+    elements: int
+
+
+class BitMismatch(TypedDict):
+    step: int  # 1 = after the first step
+    slot: str  # params | m | v | v_max
+    param: str
+    index: list[int]
+    predicted: float
+    got: float
+    ulp: float
+
+
+class BitExact(TypedDict):
+    """The case against its operation-order profile (tolerance ``bit_exact``: 0 ulp)."""
+
+    profile: str  # adamw_ref.oporder implementation, e.g. "torch:fused"
+    platform: str  # adamw_ref.oporder platform (elementary functions of the machine)
+    verdict: Literal["bit_exact", "not_bit_exact", "not_covered"]
+    reason: str | None  # why not covered
+    elements: int  # values compared (every step, every slot)
+    exact: int  # of them bit-identical to the prediction
+    fraction: float | None  # exact / elements; None when not covered
+    slots: dict[str, BitSlot]
+    max_ulp: float | None
+    ulp_histogram: dict[str, int]  # mismatches per ulp-distance bucket
+    first_mismatch: BitMismatch | None
+
+
 class Case(TypedDict):
     id: str
     adapter: str
@@ -140,6 +180,7 @@ class Case(TypedDict):
     series: Series
     duration_s: float
     expected: NotRequired[str | None]  # the known-findings entry this case matched
+    bit_exact: NotRequired[BitExact]  # schema 1.2: against the operation-order profile
 
 
 class Report(TypedDict):
@@ -214,6 +255,14 @@ def decode_case(case: dict[str, Any], sentinel: bool = False) -> dict[str, Any]:
     series = case.get("series")
     if isinstance(series, dict) and isinstance(series.get("err"), list):
         series["err"] = [_real(v, sentinel) for v in series["err"]]
+    bits = case.get("bit_exact")
+    if isinstance(bits, dict):
+        bits["max_ulp"] = _real(bits.get("max_ulp"), sentinel)
+        fm = bits.get("first_mismatch")
+        if isinstance(fm, dict):
+            for k in ("predicted", "got", "ulp"):
+                if k in fm:
+                    fm[k] = _real(fm[k], sentinel)
     diag = case.get("diagnosis")
     if isinstance(diag, dict):
         for cand in diag.get("candidates") or []:

@@ -152,6 +152,18 @@ def summary_lines(report: Mapping[str, Any], width: int = 80, verbose: bool = Fa
         out += [[], [(_fit(title, width), "bold")]]
         for label, n in sorted(known.items()):
             out.append([("  ", ""), (_fit(f"{n:>3} x {label}", width - 2), RICH["known"])])
+    bits = outcome.bit_exact_rows(report)
+    if bits:
+        out += [[], [(_fit("Bit-exact profiles (elements predicted exactly, 0 ulp):", width), "bold")]]
+        for r in bits:
+            share = (
+                "-"
+                if r.fraction is None
+                else ("1" if r.fraction == 1 else f"{min(r.fraction, 0.999999):.6f}")
+            )
+            bad_n = r.counts["not_bit_exact"]
+            label = f"{r.row}: {share}" + (f", {bad_n} case(s) not bit-exact" if bad_n else "")
+            out.append([("  ", ""), (_fit(label, width - 2), "yellow" if bad_n else "")])
     style = "bold red" if outcome.exit_code(report) else "bold"
     out.append([])
     out += [[(line, style)] for line in textwrap.wrap(outcome.closing_sentence(report), width)]
