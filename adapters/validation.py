@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from adamw_ref import AdamWConfig
+from adamw_ref.config import PRECISION_FIELDS
 from adapters.errors import AdapterError, FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import AdapterInfo, CanonicalState
 
@@ -180,8 +181,32 @@ class CheckedAdapter:
         return cfg
 
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
+        self._check_precision(config, implementation)
         out: dict[str, Any] = self._inner.to_native(config, implementation)
         return out
+
+    def _check_precision(self, config: AdamWConfig, implementation: str | None) -> None:
+        """A config with state-precision fields (``param_dtype``, ``m_dtype``, ``v_dtype``) runs
+        only where the implementation stores exactly that: the adapter's ``expected_config`` of
+        the full-precision config must give it back (Optax's ``jit-mu-bfloat16`` is
+        ``m_dtype="bfloat16"``); anything else would be computed in full precision and judged as
+        if it were not, so it is refused."""
+        if not isinstance(config, AdamWConfig) or not config.stores_narrow:
+            return
+        if getattr(self._inner, "computes_state_precision", False):
+            return
+        expected = getattr(self._inner, "expected_config", None)
+        base = config.replace(**dict.fromkeys(PRECISION_FIELDS))
+        if expected is not None and expected(base, implementation) == config:
+            return
+        asked = {f: getattr(config, f) for f in PRECISION_FIELDS if getattr(config, f) is not None}
+        raise UnsupportedConfig(
+            self.info.name,
+            "state precision",
+            asked,
+            f"implementation {implementation!r} keeps its state as computed"
+            + ("; see the implementations that store a narrower state" if expected else ""),
+        )
 
     def create(self, config: AdamWConfig, params: Mapping[str, Any], **options: Any) -> CheckedRun:
         """The wrapped adapter's ``create`` (its own defaults for ``implementation``, ``device``
@@ -192,6 +217,7 @@ class CheckedAdapter:
         for what in ("device", "dtype"):
             if what in options and not isinstance(options[what], str):
                 raise AdapterError(f"{name}: {what}: {_show(options[what])}: must be a string")
+        self._check_precision(config, options.get("implementation"))
         p = checked_params(name, params)
         for gi, group in enumerate(config.groups):
             unknown = [n for n in group.names if n not in p]

@@ -113,6 +113,9 @@ class ReferenceRun:
 class ReferenceAdapter:
     """The reference through the protocol. ``config_override`` plants a bug (see module doc)."""
 
+    #: It computes the state-precision fields (``m_dtype`` etc.) itself (adapters/validation.py).
+    computes_state_precision = True
+
     def __init__(
         self,
         config_override: Mapping[str, Any] | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from adamw_ref import get_profile
-from adapters import AdapterError, load_adapter
+from adapters import AdapterError, UnsupportedConfig, load_adapter
 
 CFG = get_profile("torch").config
 
@@ -129,3 +129,30 @@ def test_a_group_naming_a_missing_parameter_is_refused(adapter: str) -> None:
     cfg = get_profile(a.info.profile).config.replace(groups=(ParamGroup(names=("biass",), weight_decay=0.0),))
     with pytest.raises(AdapterError, match=r"groups\[0\]\.names"):
         a.create(cfg, {"w": np.ones(2)}, dtype="float64")
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_state_precision_is_refused_where_not_computed(adapter: str) -> None:
+    """A config asking for a narrower stored state (m_dtype etc.) must never be computed in full
+    precision and judged as if it were: only the reference (which computes it) and the
+    implementations that store exactly that (Optax's jit-mu-bfloat16 for m_dtype=bfloat16) run."""
+    a = load_adapter(adapter)
+    cfg = get_profile(a.info.profile).config.replace(m_dtype="bfloat16")
+    params = {"w": np.ones(3)}
+    if adapter == "reference":
+        run = a.create(cfg, params, dtype="float32")
+        run.step({"w": np.full(3, 0.1)})
+        m = run.state().m["w"]  # stored in bfloat16: 8 significant bits
+        assert all(
+            float(x) == float(np.float32(x)) and (int(np.float32(x).view(np.uint32)) & 0xFFFF) == 0 for x in m
+        )
+        return
+    with pytest.raises(UnsupportedConfig, match="state precision"):
+        a.create(cfg, params, dtype="float32")
+    if adapter == "optax":
+        run = a.create(cfg, params, dtype="float32", implementation="jit-mu-bfloat16")
+        run.step({"w": np.full(3, 0.1)})
+        with pytest.raises(UnsupportedConfig, match="state precision"):
+            a.create(
+                cfg.replace(v_dtype="float16"), params, dtype="float32", implementation="jit-mu-bfloat16"
+            )
