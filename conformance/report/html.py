@@ -130,6 +130,7 @@ def page_context(report: Mapping[str, Any], pngs: Sequence[Path] = ()) -> dict[s
             if totals.by_status.get(s)
         ],
         "matrix": _matrix(report),
+        "matrix_distributed": _matrix(report, "distributed"),
         "unexpected": unexpected,
         "known": [{"entry": e, "cases": vs} for e, vs in known.items()],
         "known_total": sum(len(vs) for vs in known.values()),
@@ -248,8 +249,8 @@ def _interrupted(env: Mapping[str, Any], n_cases: int) -> str:
     return f"{what}: {n_cases}{of} cases are in the report."
 
 
-def _matrix(report: Mapping[str, Any]) -> dict[str, Any]:
-    m = outcome.matrix(report)
+def _matrix(report: Mapping[str, Any], tier_name: str = "single") -> dict[str, Any]:
+    m = outcome.matrix(report, tier_name)
     rows = []
     for r in m.rows:
         cells = []

@@ -77,8 +77,12 @@ def render_markdown(report: Mapping[str, Any], title: str = "Conformance report"
     lines.append("")
 
     lines += ["## Outcome", "", f"**{outcome.headline(report)}** {outcome.closing_sentence(report)}", ""]
-    m = outcome.matrix(report)
-    if m.rows:
+    for tier_name in outcome.TIERS:
+        m = outcome.matrix(report, tier_name)
+        if not m.rows:
+            continue
+        if tier_name == "distributed":
+            lines += ["### Distributed tier", ""]
         lines += ["| implementation | " + " | ".join(m.columns) + " |", "|---|" + "---|" * len(m.columns)]
         for row in m.rows:
             cells = [outcome.cell_text(m.cell(row, col)) for col in m.columns]

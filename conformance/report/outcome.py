@@ -89,12 +89,25 @@ class Matrix:
         return self.cells.get((row, column), Counter())
 
 
-def matrix(report: Mapping[str, Any]) -> Matrix:
+#: The tiers a report's matrix is drawn in: single-process cases, and the multi-process cases of
+#: ``--distributed`` (those carrying a ``distributed`` record).
+TIERS: tuple[str, ...] = ("single", "distributed")
+
+
+def tier(case: Mapping[str, Any]) -> str:
+    """``distributed`` for a case of the distributed tier, else ``single``."""
+    return "distributed" if isinstance(case.get("distributed"), Mapping) else "single"
+
+
+def matrix(report: Mapping[str, Any], tier_name: str | None = None) -> Matrix:
     """The implementation x dtype matrix of statuses: rows grouped by adapter (adapters and their
-    implementations in the order the report first meets them), dtypes widest first."""
+    implementations in the order the report first meets them), dtypes widest first. ``tier_name``
+    (one of :data:`TIERS`) keeps that tier's cases only; None keeps all."""
     m = Matrix()
     adapters: list[str] = []
     for c in _cases(report):
+        if tier_name is not None and tier(c) != tier_name:
+            continue
         row, col = row_key(c), str(c.get("dtype") or "-")
         if row not in m.rows:
             m.rows.append(row)

@@ -58,8 +58,8 @@ def _cell(counts: Mapping[str, int]) -> tuple[str, str]:
     return f"{label} {shown}", RICH.get(worst, "")
 
 
-def _matrix_lines(report: Mapping[str, Any], width: int) -> list[Line]:
-    m = outcome.matrix(report)
+def _matrix_lines(report: Mapping[str, Any], width: int, tier_name: str | None = None) -> list[Line]:
+    m = outcome.matrix(report, tier_name)
     if not m.rows:
         return []
     cells = {(r, c): _cell(m.cell(r, c)) for r in m.rows for c in m.columns}
@@ -133,7 +133,10 @@ def summary_lines(report: Mapping[str, Any], width: int = 80, verbose: bool = Fa
             ]
         )
     out.append([])
-    out += _matrix_lines(report, width)
+    out += _matrix_lines(report, width, "single")
+    dist = _matrix_lines(report, width, "distributed")
+    if dist:
+        out += [[], [("Distributed tier (--distributed):", "bold")], *dist]
     bad = outcome.unexpected(report)
     if bad:
         out += [[], [(f"Unexpected ({len(bad)}):", "bold red")]]

@@ -31,7 +31,7 @@ from conformance.report import outcome  # noqa: E402
 from conformance.report.html import render_html  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_REPORT = ROOT / "docs" / "reports" / "cpu-2026-11-25" / "report.json"
+CPU_REPORT = ROOT / "docs" / "reports" / "cpu-2026-11-26" / "report.json"
 WIDTH, HEIGHT = 1400, 900
 MAX_ROW_PX = 120
 CHROMIUM_ARGS = [
@@ -259,10 +259,13 @@ def test_first_screen_has_headline_and_matrix(opened: tuple[dict[str, Any], Any,
     for sel in ("#headline", "#matrix"):
         box = page.locator(sel).bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= HEIGHT, (sel, box)
-    m = outcome.matrix(report)
+    m = outcome.matrix(report, "single")
     assert page.locator("#matrix tbody tr").count() == len(m.rows)
     first = page.locator("#matrix tbody tr").first.locator("button.cell").first
     assert first.inner_text().strip() == outcome.cell_text(m.cell(m.rows[0], m.columns[0]))
+    # the distributed tier has its own matrix below the first screen
+    d = outcome.matrix(report, "distributed")
+    assert page.locator("#matrix-distributed tbody tr").count() == len(d.rows)
     assert not problems
 
 
@@ -319,7 +322,7 @@ def test_filter_status_select_matrix_and_sort(opened: tuple[dict[str, Any], Any,
     )
     page.click("#clear")
     # a matrix cell lists exactly its cases (the last row's, whose label may hold spaces)
-    m = outcome.matrix(report)
+    m = outcome.matrix(report, "single")
     row = m.rows[-1]
     j, col = next((j, col) for j, col in enumerate(m.columns) if m.cell(row, col))
     page.locator("#matrix tbody tr").nth(len(m.rows) - 1).locator("td").nth(j).locator("button").click()
