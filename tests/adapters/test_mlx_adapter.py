@@ -28,30 +28,17 @@ from adapters.protocol import CanonicalState
 from tests.adapters.trajectory_bounds import (
     SHAPES,
     flat,
+    frozen_grads,
     make_data,
     reference,
     rounding_bound,
+    within,
 )
 
 pytest.importorskip("mlx.core", reason="mlx is not installed")
 
 U64, U32 = 2.0**-53, 2.0**-24
 T_MAIN, T_FEAT = 200, 60
-
-
-def within(
-    got: dict[str, np.ndarray], ref_params: dict[str, Any], tol: dict[str, np.ndarray]
-) -> tuple[bool, float]:
-    """All elements within tolerance; also the worst ratio |diff|/tol."""
-    worst = 0.0
-    ok = True
-    for n, arr in got.items():
-        diff = np.abs(arr.ravel() - np.array(ref_params[n], dtype=np.float64))
-        if diff.size == 0:
-            continue
-        ok = ok and bool(np.all(diff <= tol[n]))
-        worst = max(worst, float(np.max(diff / np.maximum(tol[n], 1e-300))))
-    return ok, worst
 
 
 def max_ulps(got: dict[str, np.ndarray], ref_params: dict[str, Any], dtype: Any) -> float:
@@ -87,18 +74,6 @@ KNOWN_FLOAT64_DEVIATION = (
     "b**step in float32 (uint64 step), so float64 parameters get a float32 lr and float32 bias "
     "corrections"
 )
-
-
-def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for t, g in enumerate(grads):
-        g = dict(g)
-        if t % 3 == 0:
-            g["s"] = None
-        if t == 10:
-            g = dict.fromkeys(g)
-        out.append(g)
-    return out
 
 
 def drive(

@@ -33,30 +33,17 @@ from adapters.protocol import CanonicalState
 from tests.adapters.trajectory_bounds import (
     SHAPES,
     flat,
+    frozen_grads,
     make_data,
     reference,
     rounding_bound,
+    within,
 )
 
 pytest.importorskip("optax", reason="optax is not installed")
 
 U64, U32 = 2.0**-53, 2.0**-24
 T_MAIN, T_FEAT, SAVE_AT = 200, 60, 120
-
-
-def within(
-    got: dict[str, np.ndarray], ref_params: dict[str, Any], tol: dict[str, np.ndarray]
-) -> tuple[bool, float]:
-    """All elements within tolerance; also the worst ratio |diff|/tol."""
-    worst = 0.0
-    ok = True
-    for n, arr in got.items():
-        diff = np.abs(arr.ravel() - np.array(ref_params[n], dtype=np.float64))
-        if diff.size == 0:
-            continue
-        ok = ok and bool(np.all(diff <= tol[n]))
-        worst = max(worst, float(np.max(diff / np.maximum(tol[n], 1e-300))))
-    return ok, worst
 
 
 def max_ulps(got: dict[str, np.ndarray], ref_params: dict[str, Any], dtype: Any) -> float:
@@ -115,18 +102,6 @@ FEATURES: dict[str, AdamWConfig] = {
         **ADDED, lr_schedule=SCHED, groups=(ParamGroup(names=("w",), lr=0.05),)
     ),
 }
-
-
-def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for t, g in enumerate(grads):
-        g = dict(g)
-        if t % 3 == 0:
-            g["s"] = None
-        if t == 10:
-            g = dict.fromkeys(g)
-        out.append(g)
-    return out
 
 
 def drive(

@@ -17,7 +17,15 @@ from adamw_ref import BINARY32_ARITHMETIC, AdamWConfig, ParamGroup, WarmupCosine
 from adamw_ref.knobs import ScheduleCount
 from adapters.errors import FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import CanonicalState
-from tests.adapters.trajectory_bounds import SHAPES, flat, make_data, reference, rounding_bound
+from tests.adapters.trajectory_bounds import (
+    SHAPES,
+    flat,
+    frozen_grads,
+    make_data,
+    reference,
+    rounding_bound,
+    within,
+)
 
 pytest.importorskip("tf_keras", reason="tf_keras is not installed")
 
@@ -37,28 +45,6 @@ FEATURES: dict[str, AdamWConfig] = {
     "frozen": BASE,
     "no_decay": BASE.replace(decay_form="none"),
 }
-
-
-def within(got: dict[str, np.ndarray], ref: dict[str, Any], tol: dict[str, np.ndarray]) -> tuple[bool, float]:
-    worst, ok = 0.0, True
-    for n, arr in got.items():
-        diff = np.abs(arr.ravel() - np.array(ref[n], dtype=np.float64))
-        if diff.size:
-            ok = ok and bool(np.all(diff <= tol[n]))
-            worst = max(worst, float(np.max(diff / np.maximum(tol[n], 1e-300))))
-    return ok, worst
-
-
-def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for t, g in enumerate(grads):
-        g = dict(g)
-        if t % 3 == 0:
-            g["s"] = None
-        if t == 10:
-            g = dict.fromkeys(g)
-        out.append(g)
-    return out
 
 
 def drive(cfg: AdamWConfig, params: dict[str, Any], grads: list[dict[str, Any]], dtype: str) -> list[Any]:

@@ -19,7 +19,7 @@ from adamw_ref import BINARY32_ARITHMETIC, AdamWConfig, ParamGroup, WarmupCosine
 from adamw_ref.knobs import ScheduleCount
 from adapters.errors import FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import CanonicalState
-from tests.adapters.trajectory_bounds import flat, make_data, reference, rounding_bound
+from tests.adapters.trajectory_bounds import flat, make_data, reference, rounding_bound, within
 
 pytest.importorskip("tinygrad", reason="tinygrad is not installed")
 
@@ -44,16 +44,6 @@ FEATURES: dict[str, AdamWConfig] = {
     "group_lr": BASE.replace(groups=(ParamGroup(names=("z", "w"), lr=0.05),)),
     "no_decay": BASE.replace(decay_form="none"),
 }
-
-
-def within(got: dict[str, np.ndarray], ref: dict[str, Any], tol: dict[str, np.ndarray]) -> tuple[bool, float]:
-    worst, ok = 0.0, True
-    for n, arr in got.items():
-        diff = np.abs(arr.ravel() - np.array(ref[n], dtype=np.float64))
-        if diff.size:
-            ok = ok and bool(np.all(diff <= tol[n]))
-            worst = max(worst, float(np.max(diff / np.maximum(tol[n], 1e-300))))
-    return ok, worst
 
 
 def for_impl(impl: str, data: tuple[dict[str, Any], list[dict[str, Any]]]) -> tuple[Any, Any]:

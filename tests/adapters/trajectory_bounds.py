@@ -133,3 +133,31 @@ def rounding_bound(
             e_th = e_th + 4 * u * theta0 + err_d
         out[name] = 2 * e_th
     return out
+
+
+def within(
+    got: dict[str, np.ndarray], ref_params: dict[str, Any], tol: dict[str, np.ndarray]
+) -> tuple[bool, float]:
+    """All elements within tolerance; also the worst ratio |diff|/tol."""
+    worst = 0.0
+    ok = True
+    for n, arr in got.items():
+        diff = np.abs(arr.ravel() - np.array(ref_params[n], dtype=np.float64))
+        if diff.size == 0:
+            continue
+        ok = ok and bool(np.all(diff <= tol[n]))
+        worst = max(worst, float(np.max(diff / np.maximum(tol[n], 1e-300))))
+    return ok, worst
+
+
+def frozen_grads(grads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stream with ``s`` frozen (``None``) every third step and every parameter at step 10."""
+    out = []
+    for t, g in enumerate(grads):
+        g = dict(g)
+        if t % 3 == 0:
+            g["s"] = None
+        if t == 10:
+            g = dict.fromkeys(g)
+        out.append(g)
+    return out
