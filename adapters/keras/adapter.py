@@ -22,24 +22,17 @@ another backend.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from adamw_ref import AdamWConfig
 from adamw_ref.knobs import (
-    AmsgradMode,
     DecayForm,
-    DecayScaling,
-    DecayTiming,
-    EpsPlacement,
-    ScheduleCount,
-    StepCountScope,
 )
 from adamw_ref.schedules import Constant
 from adapters.errors import UnsupportedConfig
 from adapters.keras.backend import import_keras, keras_version
-from adapters.keras.capabilities import check_config, info_for
+from adapters.keras.capabilities import check_config, info_for, keras_defaults
 from adapters.protocol import AdapterInfo, Array, OptimizerRun
 
 
@@ -65,23 +58,7 @@ class _KerasAdamW:
     def native_defaults(self) -> AdamWConfig:
         """The installed ``keras.optimizers.AdamW`` defaults, read by introspection."""
         keras = import_keras(self.backend)
-        p = inspect.signature(keras.optimizers.AdamW).parameters
-        return AdamWConfig(
-            lr=float(p["learning_rate"].default),
-            beta1=float(p["beta_1"].default),
-            beta2=float(p["beta_2"].default),
-            eps=float(p["epsilon"].default),
-            weight_decay=float(p["weight_decay"].default),
-            amsgrad=bool(p["amsgrad"].default),
-            eps_placement=EpsPlacement.BEFORE_BIAS_CORRECTION,
-            decay_scaling=DecayScaling.LR,
-            decay_form=DecayForm.MULTIPLICATIVE,
-            decay_timing=DecayTiming.BEFORE_STEP,
-            bias_correction=True,
-            amsgrad_mode=AmsgradMode.RAW_V,
-            schedule_count=ScheduleCount.PRE_INCREMENT,
-            step_count_scope=StepCountScope.GLOBAL,
-        )
+        return keras_defaults(keras.optimizers.AdamW)
 
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
         """``keras.optimizers.AdamW`` keyword arguments (a schedule is described, not built)."""

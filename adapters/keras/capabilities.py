@@ -7,6 +7,9 @@ factory (:mod:`adapters.keras.adapter`) and the live optimizer (:mod:`adapters.k
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from adamw_ref import AdamWConfig
 from adamw_ref.knobs import (
     AmsgradMode,
@@ -14,6 +17,7 @@ from adamw_ref.knobs import (
     DecayScaling,
     DecayTiming,
     EpsPlacement,
+    ScheduleCount,
     StepCountScope,
 )
 from adamw_ref.schedules import Constant
@@ -135,4 +139,28 @@ def info_for(backend: str) -> AdapterInfo:
             "bfloat16": "beta_2=0.999 rounds to 1.0 in bfloat16 (local_step and beta powers "
             "are cast to the variable dtype): keras makes no Adam update"
         },
+    )
+
+
+def keras_defaults(adamw_class: Any) -> AdamWConfig:
+    """The defaults of a Keras-style ``AdamW`` constructor (Keras 3 and Keras 2 / tf_keras share
+    ``learning_rate``, ``beta_1``, ``beta_2``, ``epsilon``, ``weight_decay``, ``amsgrad``), read
+    from its signature, with the knob values both implement: :math:`\\hat\\epsilon`, decay
+    :math:`\\theta \\leftarrow \\theta - \\eta\\lambda\\theta` before the step, one global count."""
+    p = inspect.signature(adamw_class).parameters
+    return AdamWConfig(
+        lr=float(p["learning_rate"].default),
+        beta1=float(p["beta_1"].default),
+        beta2=float(p["beta_2"].default),
+        eps=float(p["epsilon"].default),
+        weight_decay=float(p["weight_decay"].default),
+        amsgrad=bool(p["amsgrad"].default),
+        eps_placement=EpsPlacement.BEFORE_BIAS_CORRECTION,
+        decay_scaling=DecayScaling.LR,
+        decay_form=DecayForm.MULTIPLICATIVE,
+        decay_timing=DecayTiming.BEFORE_STEP,
+        bias_correction=True,
+        amsgrad_mode=AmsgradMode.RAW_V,
+        schedule_count=ScheduleCount.PRE_INCREMENT,
+        step_count_scope=StepCountScope.GLOBAL,
     )

@@ -25,7 +25,6 @@ float64 while the optimizer is built (otherwise ``lr`` would be rounded to float
 from __future__ import annotations
 
 import importlib
-import inspect
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +45,7 @@ from adamw_ref.knobs import (
 )
 from adamw_ref.schedules import Constant
 from adapters.errors import AdapterError, FrameworkUnavailable, UnsupportedConfig
+from adapters.keras.capabilities import keras_defaults
 from adapters.protocol import AdapterInfo, Array, CanonicalState, Support
 
 NAME = "tf-keras"
@@ -172,23 +172,7 @@ class TfKerasAdamW:
     def native_defaults(self) -> AdamWConfig:
         """``inspect.signature(tf_keras.optimizers.AdamW)`` of the installed package."""
         tf_keras = _import()[1]
-        p = inspect.signature(tf_keras.optimizers.AdamW).parameters
-        return AdamWConfig(
-            lr=float(p["learning_rate"].default),
-            beta1=float(p["beta_1"].default),
-            beta2=float(p["beta_2"].default),
-            eps=float(p["epsilon"].default),
-            weight_decay=float(p["weight_decay"].default),
-            amsgrad=bool(p["amsgrad"].default),
-            eps_placement=EpsPlacement.BEFORE_BIAS_CORRECTION,
-            decay_scaling=DecayScaling.LR,
-            decay_form=DecayForm.MULTIPLICATIVE,
-            decay_timing=DecayTiming.BEFORE_STEP,
-            bias_correction=True,
-            amsgrad_mode=AmsgradMode.RAW_V,
-            schedule_count=ScheduleCount.PRE_INCREMENT,
-            step_count_scope=StepCountScope.GLOBAL,
-        )
+        return keras_defaults(tf_keras.optimizers.AdamW)
 
     def to_native(self, config: AdamWConfig, implementation: str | None = None) -> dict[str, Any]:
         """``tf_keras.optimizers.AdamW`` keyword arguments (a schedule is described, not built)."""
