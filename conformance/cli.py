@@ -408,7 +408,13 @@ def _run_closed_loop(report: rp.Report, v: dict[str, Any], report_path: Path, ti
     """Append the closed-loop cases (digits logreg and MLP, each framework in its own process)
     for the selected adapters that have a closed-loop runner; the report is rewritten after
     each framework so nothing is lost if a later one crashes or hangs."""
-    from conformance.closed_loop.suite import FRAMEWORKS, TASKS, closed_loop_cases, run_in_subprocess
+    from conformance.closed_loop.suite import (
+        FRAMEWORKS,
+        FULL_TASKS,
+        TASKS,
+        closed_loop_cases,
+        run_in_subprocess,
+    )
 
     if v["device"] != "cpu":
         _say(f"note: closed loop runs on the CPU only; not run for --device {v['device']}")
@@ -423,7 +429,7 @@ def _run_closed_loop(report: rp.Report, v: dict[str, Any], report_path: Path, ti
     cases: list[dict[str, Any]] = report["cases"]  # type: ignore[assignment]
     base = len(cases)
     steps = v["closed_loop_steps"]
-    for task in TASKS:
+    for task in FULL_TASKS if v["full"] else TASKS:
         for fw in frameworks:
             _say(f"  closed loop: {fw} {task} ({steps} steps)")
             records.append(run_in_subprocess(fw, task, steps, "float64", 0, timeout=timeout))

@@ -2,12 +2,13 @@ r"""Rounding-level tolerance of a closed-loop comparison, derived from the task.
 
 Two runs with the same data, batches and initial weights whose gradients come from different
 code (summation order, libm) differ per step by a relative gradient error of at most
-:math:`\gamma = c\,n\,u` (:math:`n=64` the longest reduction, batch size or fan-in; :math:`u` the
-unit roundoff; :math:`c=4`). AdamW's update :math:`\alpha\hat m/(\sqrt{\hat v}+\epsilon)` is
-invariant to the gradient's scale and each element moves at most about :math:`\alpha` per step,
-so a relative gradient error :math:`\gamma` moves a parameter by at most :math:`A\alpha\gamma`
-per step, with :math:`A=10` covering the ratio :math:`|g|/|\hat m|` where the running mean
-cancels. Without chaotic growth (a convex loss, or a short run of a small MLP) the errors add:
+:math:`\gamma = c\,n\,u` (:math:`n` the longest reduction: the batch size or the widest fan-in,
+64 for the digits tasks and 512 for ``mlp_wide``; :math:`u` the unit roundoff; :math:`c=4`).
+AdamW's update :math:`\alpha\hat m/(\sqrt{\hat v}+\epsilon)` is invariant to the gradient's
+scale and each element moves at most about :math:`\alpha` per step, so a relative gradient error
+:math:`\gamma` moves a parameter by at most :math:`A\alpha\gamma` per step, with :math:`A=10`
+covering the ratio :math:`|g|/|\hat m|` where the running mean cancels. Without chaotic growth
+(a convex loss, or a short run of a small MLP) the errors add:
 
 .. math:: |\Delta\theta_t| \le B_\theta(t) = t\,\alpha\,A\,c\,n\,u.
 
@@ -63,6 +64,12 @@ def loss_sensitivity(x: Any, weights: list[dict[str, Any]], layers: tuple[int, .
     return 2.0 * total
 
 
+def reduction_length(layers: tuple[int, ...], batch_size: int) -> int:
+    """:math:`n`: the longest reduction of a pass, over the batch (weight gradients) or a fan-in
+    (forward products and input gradients); at least :data:`REDUCTION`."""
+    return max(REDUCTION, batch_size, *layers)
+
+
 def closed_loop_bound(
     dtype: str,
     lr: float,
@@ -70,22 +77,24 @@ def closed_loop_bound(
     sensitivity: float,
     u_eff: float | None = None,
     kind: str = "ref_vs_impl",
+    reduction: int = REDUCTION,
 ) -> dict[str, Any]:
-    """The bound record (``Bound`` fields plus ``param_abs`` and the loss terms)."""
+    """The bound record (``Bound`` fields plus ``param_abs`` and the loss terms); ``reduction``
+    is :math:`n`, the longest sum in a forward or backward pass (:func:`reduction_length`)."""
     u = unit_roundoff(dtype) if u_eff is None else u_eff
     factor = 2.0 if kind == "impl_vs_impl" else 1.0
-    per_step = factor * lr * AMPLIFICATION * C_STEP * REDUCTION * u
+    per_step = factor * lr * AMPLIFICATION * C_STEP * reduction * u
     return {
         "kind": kind,
         "dtype": dtype,
         "device": "cpu",
-        "c_step": C_STEP * REDUCTION,
+        "c_step": C_STEP * reduction,
         "unit_roundoff": u,
         "max_ratio": 0.0,
         "amplification": AMPLIFICATION,
         "param_abs": per_step * steps,
         "param_abs_per_step": per_step,
-        "loss_rel": factor * C_STEP * REDUCTION * u,
+        "loss_rel": factor * C_STEP * reduction * u,
         "loss_sensitivity": sensitivity,
         "derivation": "B_theta(t) = t*lr*A*c*n*u; |dL_t| <= c*n*u*|L_t| + S*B_theta(t) "
         "(docs/conformance/closed_loop.md)",

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from conformance.closed_loop.bound import (
+    REDUCTION,
     closed_loop_bound,
     loss_bounds,
     loss_sensitivity,
+    reduction_length,
     unit_roundoff,
 )
 from conformance.report.schema import case_id
@@ -80,6 +82,12 @@ def _base_case(r: dict[str, Any], scenario: str, profile: str) -> dict[str, Any]
     }
 
 
+def _reduction(r: dict[str, Any]) -> int:
+    from conformance.closed_loop.data import TASKS
+
+    return reduction_length(TASKS[r["task"]], int(r.get("batch_size", 64)))
+
+
 def _sensitivity(r: dict[str, Any], others: list[dict[str, Any]]) -> float:
     from conformance.closed_loop.data import load_task
 
@@ -97,9 +105,10 @@ def grade(
     sens: float,
     kind: str,
     u_eff: float | None = None,
+    reduction: int = REDUCTION,
 ) -> dict[str, Any]:
     """Compare two run summaries; metrics, bound, ratio, per-step ratios, first divergence."""
-    bound = closed_loop_bound(dtype, lr, steps, sens, u_eff, kind)
+    bound = closed_loop_bound(dtype, lr, steps, sens, u_eff, kind, reduction)
     lg = np.asarray(got["loss"], dtype=np.float64)
     le = np.asarray(exp["loss"], dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -177,7 +186,7 @@ def compare_to_reference(r: dict[str, Any]) -> dict[str, Any]:
     run, ref, dtype = r["run"], r["reference"], r["dtype"]
     lr = r["reference_hyper"]["lr"]
     sens = _sensitivity(r, [ref])
-    g = grade(run, ref, dtype, lr, r["steps"], sens, "ref_vs_impl")
+    g = grade(run, ref, dtype, lr, r["steps"], sens, "ref_vs_impl", reduction=_reduction(r))
     _fill(case, g)
     if g["ratio"] <= 1.0:
         case["verdict"] = "within_bound"
@@ -240,14 +249,23 @@ def _explanations(r: dict[str, Any], sens: float, u_eff: float) -> list[tuple[st
     hyper = r["reference_hyper"]
     out: list[tuple[str, dict[str, Any]]] = []
     if u_eff > unit_roundoff(dtype):
-        out.append(("", grade(run, r["reference"], dtype, hyper["lr"], steps, sens, "ref_vs_impl", u_eff)))
+        out.append(
+            (
+                "",
+                grade(
+                    run, r["reference"], dtype, hyper["lr"], steps, sens, "ref_vs_impl", u_eff, _reduction(r)
+                ),
+            )
+        )
     if dtype == "float32":
         return out
     data = load_task(r["task"], steps, r["seed"], r.get("batch_size", 64))
     for name, keys in FP32_CANDIDATES.items():
         h32 = {k: (float(np.float32(v)) if k in keys else v) for k, v in hyper.items()}
         ref = run_reference(data, r["profile"], h32, dtype)
-        out.append((name, grade(run, ref, dtype, h32["lr"], steps, sens, "ref_vs_impl", u_eff)))
+        out.append(
+            (name, grade(run, ref, dtype, h32["lr"], steps, sens, "ref_vs_impl", u_eff, _reduction(r)))
+        )
     return out
 
 
@@ -275,7 +293,7 @@ def naive_port_case(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     case["repro"] = f"{_repro(base)} && {_repro(r)}"
     run, trun, dtype = r["run"], base["run"], r["dtype"]
     sens = _sensitivity(r, [run, trun])
-    g = grade(run, trun, dtype, r["hyper"]["lr"], r["steps"], sens, "impl_vs_impl")
+    g = grade(run, trun, dtype, r["hyper"]["lr"], r["steps"], sens, "impl_vs_impl", reduction=_reduction(r))
     _fill(case, g)
     if g["ratio"] <= 1.0:
         case["verdict"] = "within_bound"
@@ -323,7 +341,15 @@ def _knob_candidates(
     for name, override in trials:
         ref = run_reference(data, "torch", r["reference_hyper"], r["dtype"], override)
         g = grade(
-            r["run"], ref, r["dtype"], r["reference_hyper"]["lr"], r["steps"], sens, "ref_vs_impl", u_eff
+            r["run"],
+            ref,
+            r["dtype"],
+            r["reference_hyper"]["lr"],
+            r["steps"],
+            sens,
+            "ref_vs_impl",
+            u_eff,
+            _reduction(r),
         )
         out.append({"name": name, "score": _finite(g["ratio"])})
     return sorted(out, key=lambda c: c["score"])

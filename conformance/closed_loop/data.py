@@ -7,7 +7,8 @@ Everything here is a pure function of ``(task, steps, seed, batch_size)`` comput
   no download). A seeded permutation splits it 1437 train / 360 test; features are standardized
   with the *training* mean and standard deviation (a constant column keeps std 1, so it stays 0).
 * Tasks: ``logreg`` (multinomial logistic regression, ``logits = x W + b``, ``W`` 64x10) and
-  ``mlp`` (64-32-10, ``h = tanh(x W1 + b1)``, ``logits = h W2 + b2``). Loss: mean softmax
+  ``mlp`` (64-32-10, ``h = tanh(x W1 + b1)``, ``logits = h W2 + b2``) and ``mlp_wide``
+  (64-512-512-10, tanh hidden layers, 299,530 parameters). Loss: mean softmax
   cross-entropy over the minibatch. Weights ``[in, out]`` Glorot-uniform, biases zero.
 * Minibatches: one seeded permutation of the training set per epoch, cut into ``batch_size``
   slices (the incomplete tail is dropped); step ``t`` uses ``batches[t]``.
@@ -21,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
-TASKS: dict[str, tuple[int, ...]] = {"logreg": (64, 10), "mlp": (64, 32, 10)}
+TASKS: dict[str, tuple[int, ...]] = {
+    "logreg": (64, 10),
+    "mlp": (64, 32, 10),
+    # a model of realistic width (299,530 parameters; --full): two hidden layers of 512
+    "mlp_wide": (64, 512, 512, 10),
+}
 N_TEST = 360
 
 

@@ -218,3 +218,31 @@ def test_keras_tensorflow_float64_matches_keras3_reference() -> None:
         _max_param_diff(rec["run"]["final_params"], rec["reference"]["final_params"])
         <= 50 * LR * 10 * 4 * 64 * U64
     )
+
+
+def test_the_wide_task_has_realistic_width() -> None:
+    """--full adds mlp_wide: 64-512-512-10 (Glorot-uniform weights, zero biases)."""
+    from conformance.closed_loop.suite import FULL_TASKS, TASKS
+
+    data = load_task("mlp_wide", 2, seed=0)
+    shapes = {k: v.shape for k, v in data.init.items()}
+    assert shapes == {
+        "W1": (64, 512),
+        "b1": (512,),
+        "W2": (512, 512),
+        "b2": (512,),
+        "W3": (512, 10),
+        "b3": (10,),
+    }
+    assert sum(v.size for v in data.init.values()) == 64 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
+    assert "mlp_wide" in FULL_TASKS and "mlp_wide" not in TASKS
+
+
+def test_torch_wide_closed_loop_is_within_the_bound() -> None:
+    """A few steps of the wide model in torch against the reference: the closed-loop grading
+    (the bound of docs/conformance/closed_loop.md) accepts it at this width too."""
+    pytest.importorskip("torch")
+    rec = run_in_subprocess("torch", "mlp_wide", 5, "float64", 0)
+    assert rec["error"] is None, rec["error"]
+    case = closed_loop_cases([rec])[0]
+    assert case["verdict"] in ("within_bound", "exact"), case
