@@ -448,14 +448,28 @@ def _run_distributed(
     adapters: torch strategies when ``torch`` is selected, JAX sharding with ``optax``, federated
     averaging for both; the report is rewritten after every case so nothing is lost."""
     from conformance.distributed import cases as dist
+    from conformance.distributed import problem
 
     adapters = set(v["adapter"])
-    strategies = dist.STRATEGIES if "torch" in adapters else ()
+    # --implementation and --dtype narrow the tier as they narrow the run; its scenarios are its
+    # own (dist_basic, dist_eps, dist_groups) and it runs the first seed
+    impls = [
+        i
+        for i in (v["implementation"] or problem.TORCH_IMPLEMENTATIONS)
+        if i in problem.TORCH_IMPLEMENTATIONS
+    ]
+    dtypes = [d for d in (v["dtype"] or problem.DTYPES) if d in problem.DTYPES]
+    strategies = dist.STRATEGIES if "torch" in adapters and impls else ()
     jax = "optax" in adapters
     federated = [f for f in ("torch", "optax") if f in adapters]
-    if not (strategies or jax or federated):
-        _say("note: distributed: none of the selected adapters (torch, optax) has a distributed tier")
+    if not dtypes or not (strategies or jax or federated):
+        _say(
+            "note: distributed: nothing to run (the tier needs the torch or optax adapter, "
+            f"implementations {list(problem.TORCH_IMPLEMENTATIONS)} for torch, dtypes {list(problem.DTYPES)})"
+        )
         return
+    if len(v["seeds"]) > 1:
+        _say(f"note: distributed: runs seed {v['seeds'][0]} only (of {v['seeds']})")
     cases: list[dict[str, Any]] = report["cases"]  # type: ignore[assignment]
     _say("  distributed: " + ", ".join([*strategies, *(["jax sharding"] if jax else [])]) + " …")
 
@@ -482,6 +496,8 @@ def _run_distributed(
         world_sizes=(2, 4),
         on_case=emit,
         strategies=strategies,
+        implementations=impls,
+        dtypes=dtypes,
         seed=v["seeds"][0],
         jax=jax,
         federated=bool(federated),

@@ -65,6 +65,18 @@ def test_torch_selects_the_strategies_and_no_diagnose_is_passed_on(
     assert tuple(call["strategies"]) == tuple(dist.STRATEGIES)
     assert call["jax"] is False and call["federated_frameworks"] == ["torch"]
     assert call["diagnose"] is False
+    assert call["implementations"] == ["foreach"]  # --implementation narrows the tier too
+    assert call["dtypes"] == ["float64"]  # so does --dtype (_run passes float64)
+
+
+def test_an_implementation_without_a_distributed_path_runs_no_torch_strategy(
+    tmp_path: Path, calls: list[dict[str, Any]]
+) -> None:
+    pytest.importorskip("torch")
+    args = ("--adapter", "torch", "--implementation", "forloop-tensor-lr", "--distributed")
+    assert _run(tmp_path, *args) == 0
+    (call,) = calls
+    assert call["strategies"] == () and call["implementations"] == []
 
 
 def test_without_the_option_the_tier_does_not_run(tmp_path: Path, calls: list[dict[str, Any]]) -> None:
@@ -77,4 +89,4 @@ def test_no_adapter_with_a_tier_says_so(
 ) -> None:
     assert _run(tmp_path, "--adapter", "reference", "--distributed") == 0
     assert calls == []
-    assert "none of the selected adapters (torch, optax) has a distributed tier" in capsys.readouterr().err
+    assert "distributed: nothing to run (the tier needs the torch or optax adapter" in capsys.readouterr().err
