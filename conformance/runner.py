@@ -73,8 +73,8 @@ def installed(name: str) -> tuple[bool, str]:
 #: Slowest first, so that two lanes finish together (longest-processing-time order, from the
 #: per-worker times of benchmarks/results/default_run_profile*.json: torch 10.4 s, Keras on
 #: TensorFlow 9.3, Keras on torch 5.8, Keras on JAX 5.1, torch-adam 2.6, Optax 2.5 with the
-#: JAX cache warm, MLX 2.5; tf-keras and tinygrad measured alone). --quick: 20.3 s against 21.6
-#: in the previous order.
+#: JAX cache warm, MLX 2.5; tf-keras and tinygrad measured alone): --quick 20.2 s and the default
+#: run 25.4 s, against 21.4 s and 28.2 s in the previous order (benchmarks/results/default_run.json).
 _ORDER = (
     "torch",
     "keras-tensorflow",
