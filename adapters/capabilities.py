@@ -15,6 +15,7 @@ table of an implementation that computes one profile and nothing else. A plug-in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 
 from adamw_ref import KNOB_FIELDS, AdamWConfig, Constant
@@ -112,12 +113,17 @@ def refuse_unsupported(info: AdapterInfo, config: AdamWConfig, fixed_eps_root: f
             raise UnsupportedConfig(info.name, feat, fvalue, why)
 
 
-def knob_table(profile_config: AdamWConfig) -> dict[str, dict[str, Support]]:
-    """The claimed profile's knob values NATIVE, every other value UNSUPPORTED."""
+def knob_table(
+    profile_config: AdamWConfig, overrides: Mapping[str, Mapping[str, Support]] | None = None
+) -> dict[str, dict[str, Support]]:
+    """The claimed profile's knob values NATIVE, every other value UNSUPPORTED, then
+    ``overrides`` (knob -> {value: Support}: what an adapter adds, e.g. ``decay_form=none``
+    NATIVE, or a post-increment schedule count EMULATED)."""
     out: dict[str, dict[str, Support]] = {}
     for name in KNOB_FIELDS:
         own = knob_value(getattr(profile_config, name))
         values = dict.fromkeys(KNOB_VALUES[name], U)
         values[own] = N
+        values.update((overrides or {}).get(name, {}))
         out[name] = values
     return out

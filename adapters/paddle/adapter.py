@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from adamw_ref import AdamWConfig
+from adamw_ref import AdamWConfig, get_profile
 from adamw_ref.errors import InputError
 from adamw_ref.knobs import (
     AmsgradMode,
@@ -51,22 +51,18 @@ from adamw_ref.knobs import (
     StepCountScope,
 )
 from adamw_ref.schedules import Constant
+from adapters.capabilities import knob_table
 from adapters.errors import AdapterError, FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import AdapterInfo, Array, CanonicalState, Support
 
 NAME = "paddle"
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
-KNOBS: dict[str, dict[str, Support]] = {
-    "eps_placement": {"after_bias_correction": N, "before_bias_correction": U},
-    "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": U},
-    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U, "coupled_l2": U},
-    "decay_timing": {"before_step": N, "after_step": U},
-    "bias_correction": {"true": N, "false": U},
-    "amsgrad_mode": {"raw_v": N, "bias_corrected_v": U},
-    "schedule_count": {"pre_increment": N, "post_increment": E},
-    "step_count_scope": {"per_parameter": N, "global": U},
-    "bias_correction_offset": {"0": N, "1": U},
-}
+#: The torch profile's knob values, and what the adapter adds: a decay of 0 ("none"), a
+#: post-increment schedule count by shifting the table one step (adapters.capabilities.knob_table).
+KNOBS: dict[str, dict[str, Support]] = knob_table(
+    get_profile("torch").config,
+    {"decay_form": {"none": N}, "schedule_count": {"post_increment": E}},
+)
 FEATURES: dict[str, Support] = {
     "amsgrad": N,
     "maximize": E,  # the adapter negates the gradient (exact)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from adamw_ref import AdamWConfig
+from adamw_ref import AdamWConfig, get_profile
 from adamw_ref.errors import InputError
 from adamw_ref.knobs import (
     AmsgradMode,
@@ -44,23 +44,19 @@ from adamw_ref.knobs import (
     StepCountScope,
 )
 from adamw_ref.schedules import Constant
+from adapters.capabilities import knob_table
 from adapters.errors import AdapterError, FrameworkUnavailable, UnsupportedConfig
 from adapters.keras.capabilities import keras_defaults
 from adapters.protocol import AdapterInfo, Array, CanonicalState, Support
 
 NAME = "tf-keras"
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
-KNOBS: dict[str, dict[str, Support]] = {
-    "eps_placement": {"before_bias_correction": N, "after_bias_correction": U},
-    "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": U},
-    "decay_form": {"multiplicative": N, "none": N, "proximal": U, "added_to_update": U, "coupled_l2": U},
-    "decay_timing": {"before_step": N, "after_step": U},
-    "bias_correction": {"true": N, "false": U},
-    "amsgrad_mode": {"raw_v": N, "bias_corrected_v": U},
-    "schedule_count": {"pre_increment": N, "post_increment": E},
-    "step_count_scope": {"global": N, "per_parameter": U},
-    "bias_correction_offset": {"0": N, "1": U},
-}
+#: The tf_keras profile's knob values, and what the adapter adds: a decay of 0 ("none"), a
+#: post-increment schedule count by shifting the table one step (adapters.capabilities.knob_table).
+KNOBS: dict[str, dict[str, Support]] = knob_table(
+    get_profile("tf_keras").config,
+    {"decay_form": {"none": N}, "schedule_count": {"post_increment": E}},
+)
 FEATURES: dict[str, Support] = {
     "amsgrad": N,
     "maximize": E,  # the adapter negates the gradient (exact)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from adamw_ref import AdamWConfig
+from adamw_ref import AdamWConfig, get_profile
 from adamw_ref.errors import InputError
 from adamw_ref.knobs import (
     DecayForm,
@@ -46,22 +46,19 @@ from adamw_ref.knobs import (
     StepCountScope,
 )
 from adamw_ref.schedules import Constant
+from adapters.capabilities import knob_table
 from adapters.errors import AdapterError, FrameworkUnavailable, UnsupportedConfig
 from adapters.protocol import AdapterInfo, Array, CanonicalState, Support
 
 NAME = "tinygrad"
 N, E, U = Support.NATIVE, Support.EMULATED, Support.UNSUPPORTED
-KNOBS: dict[str, dict[str, Support]] = {
-    "eps_placement": {"after_bias_correction": N, "before_bias_correction": U},
-    "decay_scaling": {"lr": N, "schedule_multiplier": U, "unscaled": U},
-    "decay_form": {"added_to_update": N, "none": N, "multiplicative": U, "proximal": U, "coupled_l2": U},
-    "decay_timing": {"before_step": N, "after_step": U},
-    "bias_correction": {"true": N, "false": U},
-    "amsgrad_mode": {"raw_v": U, "bias_corrected_v": U},
-    "schedule_count": {"pre_increment": N, "post_increment": E},
-    "step_count_scope": {"global": N, "per_parameter": U},
-    "bias_correction_offset": {"0": N, "1": U},
-}
+#: The tinygrad profile's knob values, and what the adapter adds: a decay of 0 ("none"), a
+#: post-increment schedule count by shifting the table one step; no AMSGrad at all (the profile
+#: names raw_v, tinygrad has none) (adapters.capabilities.knob_table).
+KNOBS: dict[str, dict[str, Support]] = knob_table(
+    get_profile("tinygrad").config,
+    {"decay_form": {"none": N}, "amsgrad_mode": {"raw_v": U}, "schedule_count": {"post_increment": E}},
+)
 FEATURES: dict[str, Support] = {
     "amsgrad": U,
     "maximize": E,  # the adapter negates the gradient (exact)
