@@ -444,17 +444,10 @@ def measure(
 
 def _set_threads(threads: int) -> None:
     """Thread counts for every framework, before it is imported."""
-    t = str(threads)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = t
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", t)
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", t)
+    from conformance.threads import thread_env
+
+    os.environ.update(thread_env(threads, os.environ, force=True))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if threads == 1:
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = (
-            flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        ).strip()
 
 
 def _configure(group: str, threads: int, x64: bool) -> None:

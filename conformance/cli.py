@@ -5,6 +5,7 @@
     adamw-conformance run [--adapter NAME|pkg.mod:factory ...] [--device cpu|cuda]
                           [--dtype D ...] [--scenario S ...] [--mode free|teacher_forced]
                           [--seeds 0-19] [--quick|--full] [--out DIR [--force]] [--jobs 2]
+                          [--threads N]
                           [--timeout S] [--strict | --known-findings FILE] [--verbose]
     adamw-conformance run --resume DIR      # finish an interrupted run
     adamw-conformance report DIR [--table]  # re-render (terminal, plots, HTML)
@@ -160,6 +161,7 @@ def _validate(ns: argparse.Namespace) -> dict[str, Any]:
         if ns.diagnose_budget is None
         else opt.seconds("--diagnose-budget", ns.diagnose_budget, allow_zero=True),
         "jobs": opt.positive_int("--jobs", ns.jobs, 64),
+        "threads": None if ns.threads is None else opt.positive_int("--threads", ns.threads, 1024),
         "timeout": None if ns.timeout is None else opt.seconds("--timeout", ns.timeout),
         "closed_loop": bool(ns.closed_loop or ns.full),
         "closed_loop_steps": 200
@@ -336,6 +338,7 @@ def _resume(ns: argparse.Namespace) -> int:
     v.update(
         notes=[],
         jobs=opt.positive_int("--jobs", ns.jobs, 64),
+        threads=None if ns.threads is None else opt.positive_int("--threads", ns.threads, 1024),
         timeout=None if ns.timeout is None else opt.seconds("--timeout", ns.timeout),
     )
     kept = [c for c in report["cases"] if c.get("mode") != "closed_loop" and "distributed" not in c]
@@ -365,6 +368,7 @@ def _execute(report: rp.Report, v: dict[str, Any], out: Path, ns: argparse.Names
         wargs,
         seeds=v["seeds"],
         jobs=v["jobs"],
+        threads=v["threads"],
         timeout=timeout,
         on_case=prog.case,
         on_plan=prog.plan,
@@ -689,6 +693,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="DIR", default=None, help="finish an interrupted run in DIR with its own options"
     )
     r.add_argument("--jobs", default="2", metavar="N", help="worker processes at a time (default 2)")
+    r.add_argument(
+        "--threads",
+        default=None,
+        metavar="N",
+        help="threads per worker (default: cores // jobs, at least 1; OMP_NUM_THREADS etc. you set win)",
+    )
     r.add_argument(
         "--timeout",
         default=None,

@@ -124,3 +124,28 @@ def compare(expected: Traj, got: Traj, bounds: Traj, dtype: str, emulated: Traj 
     res.exact = exact and len(expected) > 0
     res.max_ratio = _finite(res.max_ratio)
     return res
+
+
+def max_ratio(expected: Traj, got: Traj, bounds: Traj) -> float:
+    r"""``compare(expected, got, bounds, dtype).max_ratio`` alone: :math:`\max_{t,i}
+    |x_{impl}-x_{ref}|/B` (0 where equal, :math:`\infty` for NaN), over each parameter's steps
+    stacked into one array (the diagnosis scores hundreds of candidate trajectories)."""
+    if len(expected) != len(got) or len(expected) != len(bounds):
+        raise ValueError(
+            f"trajectory lengths differ: expected {len(expected)}, got {len(got)}, bounds {len(bounds)}"
+        )
+    worst = 0.0
+    if not expected:
+        return worst
+    for name in expected[0]:
+        e = np.stack([np.asarray(x[name], np.float64) for x in expected])
+        g = np.stack([np.asarray(x[name], np.float64) for x in got])
+        if e.shape != g.shape:
+            raise ValueError(f"param {name!r}: shape {g.shape[1:]} != {e.shape[1:]}")
+        if e.size == 0:
+            continue
+        d = abs_err(e, g)
+        with np.errstate(all="ignore"):
+            ratio = np.where(d == 0, 0.0, d / np.stack([np.asarray(b[name], np.float64) for b in bounds]))
+        worst = max(worst, float(np.max(np.where(np.isnan(ratio), np.inf, ratio))))
+    return worst

@@ -324,7 +324,7 @@ def score(
     except (ConfigError, ValueError, OverflowError, ZeroDivisionError):
         return float("inf")
     bounds = tolerance.step_bounds(cfg, ref, grads, spec, "free")
-    return cmp.compare([p.params for p in ref[1:]], got, bounds, dtype).max_ratio
+    return cmp.max_ratio([p.params for p in ref[1:]], got, bounds)
 
 
 # -- the candidate space ------------------------------------------------------------------------
@@ -796,7 +796,7 @@ def separation(
     ra = reference_points(cfg_a, p0, grads, dtype)
     rb = reference_points(cfg_b, p0, grads, dtype)
     bounds = tolerance.step_bounds(cfg_a, ra, grads, spec, "free")
-    return cmp.compare([p.params for p in ra[1:]], [p.params for p in rb[1:]], bounds, dtype).max_ratio
+    return cmp.max_ratio([p.params for p in ra[1:]], [p.params for p in rb[1:]], bounds)
 
 
 #: Rows of the identifiability table besides the knob-value pairs: (label, value A, value B).

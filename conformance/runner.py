@@ -12,6 +12,10 @@ workers' process groups are terminated (SIGTERM, then SIGKILL after a grace peri
 they finished is kept, nothing is invented for the unfinished ones, and the report is marked
 ``interrupted``. Workers also watch their parent (``ADAMW_PARENT_PID``) and exit when it is gone,
 so not even a SIGKILL of the runner leaves them running.
+
+The torch workers are forked from a server that has imported torch once
+(:mod:`conformance.prefork`), the others are fresh interpreters; each worker runs on
+:func:`conformance.threads.per_worker` threads unless ``threads`` is given.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from conformance import __version__
+from conformance import __version__, prefork
 from conformance.report import schema as rp
+from conformance.threads import per_worker, thread_env
 
 #: Built-in adapter -> the framework module whose presence means "installed".
 FRAMEWORK_MODULES: dict[str, str] = {
@@ -71,10 +76,10 @@ def installed(name: str) -> tuple[bool, str]:
 
 
 #: Slowest first, so that two lanes finish together (longest-processing-time order, from the
-#: per-worker times of benchmarks/results/default_run_profile*.json: torch 10.4 s, Keras on
-#: TensorFlow 9.3, Keras on torch 5.8, Keras on JAX 5.1, torch-adam 2.6, Optax 2.5 with the
-#: JAX cache warm, MLX 2.5; tf-keras and tinygrad measured alone): --quick 20.2 s and the default
-#: run 25.4 s, against 21.4 s and 28.2 s in the previous order (benchmarks/results/default_run.json).
+#: per-worker times of benchmarks/results/default_run_profile*.json). The torch workers wait
+#: for the fork server's torch import (1.5-1.7 s), during which Keras on TensorFlow, the longest
+#: worker (9.2 s in the default run), starts beside it; the two lanes then end within 0.3 s of
+#: each other (--quick 13.3 s, the default run 17.4 s, benchmarks/results/default_run.json).
 _ORDER = (
     "torch",
     "keras-tensorflow",
@@ -134,7 +139,7 @@ def make_envelope(command: str, seeds: Sequence[int]) -> rp.Envelope:
 class _Job:
     name: str
     spec: str
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | prefork.ForkedWorker | None = None
     started: float = 0.0
     results: Path = Path()
     stderr: Path = Path()
@@ -164,6 +169,7 @@ class Runner:
         *,
         seeds: Sequence[int] = (0,),
         jobs: int = 2,
+        threads: int | None = None,
         timeout: float = 300.0,
         command: str = "",
         on_case: Callable[[dict[str, Any]], None] | None = None,
@@ -177,6 +183,10 @@ class Runner:
         self.worker_args = list(worker_args)
         self.repro_args = list(repro_args)
         self.jobs = max(1, int(jobs))
+        # None: cores // jobs, where the user has not set the variables; a number: forced
+        self.threads, self.force_threads = (
+            (per_worker(self.jobs), False) if threads is None else (int(threads), True)
+        )
         self.timeout = float(timeout)
         self.on_case = on_case
         self.on_plan = on_plan
@@ -219,6 +229,7 @@ class Runner:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         env["ADAMW_PARENT_PID"] = str(os.getpid())  # the worker exits when this process is gone
         env.update(jax_cache_env(env))
+        env.update(thread_env(self.threads, env, force=self.force_threads))
         skip: list[str] = []
         if self.skip_ids:
             skip_file = raw / f"{safe}.skip.txt"
@@ -237,11 +248,19 @@ class Runner:
             *self.worker_args,
             *skip,
         ]
-        with open(job.stderr, "wb") as err:
-            job.proc = subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True
-            )
+        if prefork.wanted(job.spec, env, self._device()):
+            job.stderr.write_bytes(b"")
+            job.proc = prefork.ForkedWorker(cmd[3:], env, str(job.stderr))
+        else:
+            with open(job.stderr, "wb") as err:
+                job.proc = subprocess.Popen(
+                    cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True
+                )
         job.started = time.monotonic()
+
+    def _device(self) -> str:
+        args = self.worker_args
+        return args[args.index("--device") + 1] if "--device" in args[:-1] else "cpu"
 
     def _read(self, job: _Job) -> bool:
         """Consume new complete lines; True if anything new arrived."""
@@ -393,7 +412,10 @@ def _keras_backend(spec: str) -> str | None:
         return None
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+def _signal_group(proc: subprocess.Popen[bytes] | prefork.ForkedWorker, sig: int) -> None:
+    if isinstance(proc, prefork.ForkedWorker):
+        proc.send_signal(sig)  # its own process group, once it has a pid
+        return
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -401,11 +423,11 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
             proc.send_signal(sig)
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
+def _kill(proc: subprocess.Popen[bytes] | prefork.ForkedWorker) -> None:
+    _signal_group(proc, signal.SIGKILL)
+    if not isinstance(proc, prefork.ForkedWorker):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
     proc.wait()
 
 

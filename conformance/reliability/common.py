@@ -18,18 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from conformance.threads import thread_env
+
 MARK = "ADAMW_RELIABILITY_JSON:"
 WORKER = "conformance.reliability.worker"
 
 #: environment of every worker: one thread each (CI has 2 cores), quiet TensorFlow
-QUIET_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-}
+QUIET_ENV = {**thread_env(1, {}), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def bits(x: Any) -> list[str]:

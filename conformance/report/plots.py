@@ -4,9 +4,12 @@ grid (implementation x dtype, the matrix of :mod:`conformance.report.outcome`)."
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import re
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,88 +29,121 @@ def scenario_png(scenario: str) -> str:
     return f"scenario-{_slug(scenario)}.png"
 
 
-def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def render_plots(report: Mapping[str, Any], out_dir: Path, jobs: int | None = None) -> list[Path]:
     """One PNG per scenario (error/bound ratio vs step, log y) and ``verdicts.png`` (the status
-    grid); returns their paths, the grid last."""
-    import matplotlib
+    grid); returns their paths, the grid last.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    The figures are independent, so up to ``jobs`` processes draw them (default: the CPUs, at
+    most 4; forked where the OS can fork, else one process): the same files, byte for byte.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_scenario: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for c in cases_of(report):
         by_scenario[text(c.get("scenario"), "unknown")].append(c)
-    paths: list[Path] = []
-    for scenario, cases in sorted(by_scenario.items()):
-        # One colour per adapter/implementation/dtype, solid = free-running, dotted =
-        # teacher-forced; the legend lists each colour once and grows the figure, not the axes.
-        keys = sorted(
-            {(text(c.get("adapter")), text(c.get("implementation")), text(c.get("dtype"))) for c in cases}
-        )
-        palette = [plt.get_cmap(name)(i) for name in ("tab20", "tab20b") for i in range(20)]
-        colour = {k: palette[i % len(palette)] for i, k in enumerate(keys)}
-        ncol = 1 if len(keys) <= 16 else 2
-        fig, ax = plt.subplots(figsize=(10.0, max(4.4, 1.2 + 0.19 * len(keys) / ncol)), dpi=110)
-        plotted = 0
-        labelled: set[tuple[str, str, str]] = set()
-        bad_steps: list[tuple[Any, Any]] = []
-        top = 1.0
-        for c in cases:
-            series = c.get("series") or {}
-            steps = list(series.get("step") or [])
-            errs = [number(e) for e in (series.get("err") or [])]
-            pairs = list(zip(steps, errs, strict=False))
-            ys = [e if e is not None and 0 < e < 1e300 else math.nan for _, e in pairs]
-            if not any(math.isfinite(y) for y in ys):
-                continue
-            top = max([top] + [y for y in ys if math.isfinite(y)])
-            key = (text(c.get("adapter")), text(c.get("implementation")), text(c.get("dtype")))
-            label = None
-            if key not in labelled:
-                labelled.add(key)
-                label = f"{key[0]} {key[1][:24]} {key[2]}"
-            ls = ":" if c.get("mode") == "teacher_forced" else "-"
-            (line,) = ax.plot(
-                [s for s, _ in pairs], ys, label=label, lw=1.1, ls=ls, color=colour[key], marker=".", ms=2.5
-            )
-            bad_steps += [
-                (s, line.get_color()) for s, e in pairs if e is None or not math.isfinite(e) or e >= 1e300
-            ]
-            plotted += 1
-        if bad_steps:  # NaN/inf errors: marked at the top instead of silently dropped
-            ax.scatter(
-                [s for s, _ in bad_steps],
-                [top * 3.0] * len(bad_steps),
-                marker="x",
-                c=[col for _, col in bad_steps],
-                label="non-finite error",
-                zorder=3,
-            )
-        if plotted:
-            ax.set_yscale("log")
-            ax.axhline(1.0, color="black", lw=0.9, ls="--", label="bound (ratio 1)")
-            ax.plot([], [], color="grey", ls="-", label="free-running")
-            ax.plot([], [], color="grey", ls=":", label="teacher-forced")
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol)
-        else:
-            ax.text(
-                0.5, 0.5, "no finite positive error series", ha="center", va="center", transform=ax.transAxes
-            )
-        from matplotlib.ticker import MaxNLocator
+    scenarios = sorted(by_scenario)
+    # the grid first, then the scenarios with the most cases: dealt round-robin over the lanes
+    items: list[str | None] = [None, *sorted(scenarios, key=lambda sc: -len(by_scenario[sc]))]
+    lanes = max(1, min(len(items), jobs if jobs is not None else min(4, _cpus())))
+    parts = [
+        [(sc, by_scenario[sc] if sc is not None else []) for sc in items[k::lanes]] for k in range(lanes)
+    ]
+    if lanes > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with ProcessPoolExecutor(lanes - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_draw, part, None, out_dir) for part in parts[1:]]
+            _draw(parts[0], report, out_dir)  # this process: lane 0, which holds the grid
+            for f in futures:
+                f.result()
+    else:
+        _draw([x for part in parts for x in part], report, out_dir)
+    return [out_dir / scenario_png(sc) for sc in scenarios] + [out_dir / GRID_PNG]
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("step")
-        ax.set_ylabel("error / bound")
-        ax.set_title(f"scenario: {scenario}")
-        ax.grid(True, which="both", alpha=0.3)
-        path = out_dir / scenario_png(scenario)
-        fig.savefig(path, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
-    paths.append(_status_grid(report, out_dir / GRID_PNG, plt))
-    return paths
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _draw(
+    items: list[tuple[str | None, list[Mapping[str, Any]]]], report: Mapping[str, Any] | None, out_dir: Path
+) -> None:
+    """Draw ``items``: a scenario's plot, or (``None``) the status grid of ``report``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for scenario, cases in items:
+        if scenario is not None:
+            _scenario_plot(scenario, cases, out_dir / scenario_png(scenario), plt)
+        elif report is not None:
+            _status_grid(report, out_dir / GRID_PNG, plt)
+
+
+def _scenario_plot(scenario: str, cases: list[Mapping[str, Any]], path: Path, plt: Any) -> None:
+    # One colour per adapter/implementation/dtype, solid = free-running, dotted =
+    # teacher-forced; the legend lists each colour once and grows the figure, not the axes.
+    keys = sorted(
+        {(text(c.get("adapter")), text(c.get("implementation")), text(c.get("dtype"))) for c in cases}
+    )
+    palette = [plt.get_cmap(name)(i) for name in ("tab20", "tab20b") for i in range(20)]
+    colour = {k: palette[i % len(palette)] for i, k in enumerate(keys)}
+    ncol = 1 if len(keys) <= 16 else 2
+    fig, ax = plt.subplots(figsize=(10.0, max(4.4, 1.2 + 0.19 * len(keys) / ncol)), dpi=110)
+    plotted = 0
+    labelled: set[tuple[str, str, str]] = set()
+    bad_steps: list[tuple[Any, Any]] = []
+    top = 1.0
+    for c in cases:
+        series = c.get("series") or {}
+        steps = list(series.get("step") or [])
+        errs = [number(e) for e in (series.get("err") or [])]
+        pairs = list(zip(steps, errs, strict=False))
+        ys = [e if e is not None and 0 < e < 1e300 else math.nan for _, e in pairs]
+        if not any(math.isfinite(y) for y in ys):
+            continue
+        top = max([top] + [y for y in ys if math.isfinite(y)])
+        key = (text(c.get("adapter")), text(c.get("implementation")), text(c.get("dtype")))
+        label = None
+        if key not in labelled:
+            labelled.add(key)
+            label = f"{key[0]} {key[1][:24]} {key[2]}"
+        ls = ":" if c.get("mode") == "teacher_forced" else "-"
+        (line,) = ax.plot(
+            [s for s, _ in pairs], ys, label=label, lw=1.1, ls=ls, color=colour[key], marker=".", ms=2.5
+        )
+        bad_steps += [
+            (s, line.get_color()) for s, e in pairs if e is None or not math.isfinite(e) or e >= 1e300
+        ]
+        plotted += 1
+    if bad_steps:  # NaN/inf errors: marked at the top instead of silently dropped
+        ax.scatter(
+            [s for s, _ in bad_steps],
+            [top * 3.0] * len(bad_steps),
+            marker="x",
+            c=[col for _, col in bad_steps],
+            label="non-finite error",
+            zorder=3,
+        )
+    if plotted:
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="black", lw=0.9, ls="--", label="bound (ratio 1)")
+        ax.plot([], [], color="grey", ls="-", label="free-running")
+        ax.plot([], [], color="grey", ls=":", label="teacher-forced")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol)
+    else:
+        ax.text(0.5, 0.5, "no finite positive error series", ha="center", va="center", transform=ax.transAxes)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel("error / bound")
+    ax.set_title(f"scenario: {scenario}")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _wrap(label: str, width: int = 44) -> str:

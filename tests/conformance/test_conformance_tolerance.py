@@ -105,3 +105,37 @@ def test_abs_err_ieee_special_values() -> None:
     e = np.array([math.nan, math.inf, 1.0, -math.inf, 0.0])
     g = np.array([math.nan, math.inf, math.nan, math.inf, -0.0])
     np.testing.assert_array_equal(cmp.abs_err(e, g), [0.0, 0.0, math.inf, math.inf, 0.0])
+
+
+_SPECIAL = st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-300, 3.0e38, math.inf, -math.inf, math.nan])
+
+
+@given(
+    st.integers(1, 6),
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), min_size=1, max_size=3),
+    st.data(),
+)
+def test_max_ratio_is_compares_max_ratio(
+    steps: int, shapes: list[tuple[int, int]], data: st.DataObject
+) -> None:
+    """The diagnosis's stacked ratio is ``compare``'s step-by-step one (NaN, inf, empty tensors)."""
+    floats = st.one_of(st.floats(-1e3, 1e3), _SPECIAL)
+
+    def traj(positive: bool = False) -> list[dict[str, np.ndarray]]:
+        out = []
+        for _ in range(steps):
+            point = {}
+            for k, (n, _) in enumerate(shapes):
+                vals = data.draw(
+                    st.lists(st.floats(1e-12, 1e3) if positive else floats, min_size=n, max_size=n)
+                )
+                point[f"p{k}"] = np.array(vals, np.float64)
+            out.append(point)
+        return out
+
+    expected, got, bounds = traj(), traj(), traj(positive=True)
+    if data.draw(st.booleans()):
+        got = [dict(p) for p in expected]  # equal trajectories: ratio 0
+    want = cmp.compare(expected, got, bounds, "float32").max_ratio
+    have = cmp.max_ratio(expected, got, bounds)
+    assert have == want or (math.isnan(have) and math.isnan(want))

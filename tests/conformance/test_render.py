@@ -136,6 +136,14 @@ def test_plots_are_valid_pngs(report: dict[str, Any], tmp_path: Path) -> None:
         assert p.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_plots_drawn_in_parallel_are_the_same_files(report: dict[str, Any], tmp_path: Path) -> None:
+    one = render_plots(report, tmp_path / "one", jobs=1)
+    three = render_plots(report, tmp_path / "three", jobs=3)
+    assert [p.name for p in one] == [p.name for p in three]
+    for a, b in zip(one, three, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
 class _Page(HTMLParser):
     """Tags, attributes and text of a page, as a browser's parser sees them."""
 
