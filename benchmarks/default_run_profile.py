@@ -20,6 +20,9 @@ phase it is in (a stack of phases; no profiler, so no slow-down):
 * ``other``: outside every phase (start-up, planning, JSON lines; in the CLI, waiting for
   the workers).
 
+``timeline_s`` records when each process started and ended (seconds from the CLI's start); a
+worker forked from the fork server (:mod:`conformance.prefork`) starts its account at the fork.
+
 Writes ``benchmarks/results/default_run_profile.json``::
 
     .venv/bin/python benchmarks/default_run_profile.py [--tier quick|default] [--out FILE]
@@ -49,7 +52,7 @@ if _dir:
 
     _acc = {}
     _stack = []  # [phase, since]
-    _t0 = time.perf_counter()
+    _t0, _e0 = time.perf_counter(), time.time()
     _STICKY = ("diagnosis", "rendering")  # what runs inside them is theirs
     _OVERRIDE = ("imports", "jit_compile")  # ... except these
 
@@ -135,16 +138,27 @@ if _dir:
         wall = time.perf_counter() - _t0
         argv = sys.argv
         name = "cli"
+        if argv == ["-c"]:  # multiprocessing's helpers (the CLI has its arguments)
+            server = "multiprocessing.forkserver" in sys.modules
+            name = "forkserver" if server else "resource_tracker"
         for i, a in enumerate(argv):
             if a == "--name" and i + 1 < len(argv):
                 name = "worker-" + argv[i + 1]
         acc = dict(_acc)
         acc["other"] = max(0.0, wall - sum(acc.values()))
         acc["total"] = wall
+        acc["start_epoch"], acc["end_epoch"] = _e0, time.time()
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         with open(os.path.join(_dir, f"{safe}.{os.getpid()}.json"), "w") as fh:
             json.dump({k: round(v, 3) for k, v in acc.items()}, fh)
 
+    def _reset():  # a worker forked from the fork server starts its own account
+        global _t0, _e0
+        _acc.clear()
+        del _stack[:]
+        _t0, _e0 = time.perf_counter(), time.time()
+
+    os.register_at_fork(after_in_child=_reset)
     atexit.register(_dump)
 """
 
@@ -188,6 +202,11 @@ def main() -> int:
         if proc.returncode not in (0, 1):
             raise SystemExit(f"run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         processes = {p.name.split(".")[0]: json.loads(p.read_text()) for p in sorted(profs.glob("*.json"))}
+    t_cli = processes.get("cli", {}).get("start_epoch", 0.0)
+    timeline = {
+        k: [round(v.pop("start_epoch", 0.0) - t_cli, 2), round(v.pop("end_epoch", 0.0) - t_cli, 2)]
+        for k, v in processes.items()
+    }
     workers = {k: v for k, v in processes.items() if k.startswith("worker")}
     sums = {k: round(sum(v.get(k, 0.0) for v in workers.values()), 2) for k in [*PHASES, "total"]}
     total = sums["total"] or 1.0
@@ -211,9 +230,11 @@ def main() -> int:
         "workers_share": {k: round(sums[k] / total, 3) for k in PHASES},
         "cli": processes.get("cli", {}),
         "processes": processes,
+        "timeline_s": dict(sorted(timeline.items(), key=lambda kv: kv[1][0])),
     }
     Path(ns.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("run_wall_s", "workers_summed_s", "workers_share", "cli")}))
+    shown = ("run_wall_s", "workers_summed_s", "cli", "timeline_s")
+    print(json.dumps({k: result[k] for k in shown}, indent=1))
     return 0
 
 
