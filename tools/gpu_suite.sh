@@ -26,7 +26,7 @@ AC="python3 -m conformance.cli"
 JOBS=${JOBS:-6}
 {
     date -u; nvidia-smi -L; python3 -V
-    python3 -c 'import torch, jax, optax, keras; print("torch", torch.__version__, "cuda", torch.version.cuda,
+    KERAS_BACKEND=jax python3 -c 'import torch, jax, optax, keras; print("torch", torch.__version__, "cuda", torch.version.cuda,
 "jax", jax.__version__, jax.devices(), "optax", optax.__version__, "keras", keras.__version__)'
 } > "$OUT/env.txt" 2>&1
 t0=$(date +%s)
