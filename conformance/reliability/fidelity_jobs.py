@@ -3,7 +3,9 @@
 * ``prime``: create a run, step ``N`` times, ``run.save(path)``, step ``M`` more times; return
   the state at the save and the parameters after each later step (bit patterns);
 * ``resume``: in another process, create a fresh run of the same config (other initial
-  parameters: ``load`` must restore them), ``run.load(path)``, step the same ``M`` gradients.
+  parameters: ``load`` must restore them) on the job's ``device`` (default ``cpu``; ``cuda``:
+  the file saved on the CPU is loaded on a GPU), ``run.load(path)``, step the same ``M``
+  gradients.
 
 Configs (:func:`config_for`): ``plain`` is the adapter's own profile with ``lr = 1e-2,
 weight_decay = 0.1``; ``features`` adds what the adapter supports of a warmup-cosine lr
@@ -12,6 +14,7 @@ schedule, AMSGrad, a decay-free group for ``b`` and a frozen ``b`` at step 2 of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +91,8 @@ def _create(job: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Any, Any
 
     adapter = load_adapter(job["adapter"])
     cfg = AdamWConfig.from_json(job["config"])  # the config the prime job used
-    run = adapter.create(cfg, params, implementation=job.get("implementation"), dtype=job["dtype"])
+    impl, device = job.get("implementation"), job.get("device", "cpu")
+    run = adapter.create(cfg, params, implementation=impl, dtype=job["dtype"], device=device)
     return adapter, run
 
 
@@ -164,3 +168,21 @@ def first_difference(a: Any, b: Any, where: str = "") -> str | None:
             return f"{where}: {x!r} vs {y!r}"
         return f"{where}: {a!r} vs {b!r}"
     return None
+
+
+def max_ulps(a: Any, b: Any, dtype: str) -> float:
+    """The largest distance between two bit-pattern documents of the same structure, in ulps of
+    ``dtype`` at the first's values (0 when identical; inf where one side is NaN or infinite)."""
+    from conformance.compare import abs_err, ulp_of
+
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return max((max_ulps(a[k], b[k], dtype) for k in a if k in b), default=0.0)
+    if isinstance(a, Sequence) and not isinstance(a, str) and a and isinstance(a[0], str):
+        x, y = from_bits(a), from_bits(b)
+        with np.errstate(all="ignore"):
+            u = abs_err(x, y) / ulp_of(x, dtype)
+        u = np.where(np.isnan(u), np.inf, u)
+        return float(np.max(u)) if u.size else 0.0
+    if isinstance(a, Sequence) and not isinstance(a, str):
+        return max((max_ulps(x, y, dtype) for x, y in zip(a, b, strict=True)), default=0.0)
+    return 0.0 if a == b else math.inf

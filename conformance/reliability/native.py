@@ -54,7 +54,11 @@ class NotApplicable(Exception):
 
 
 class Skipped(Exception):
-    """The row cannot run on this machine (no GPU)."""
+    """The row is not run in this column here (the message says why: no GPU, or not written)."""
+
+
+#: Why the device row is skipped outside the torch columns (true on a GPU host as well).
+ONLY_TORCH_DEVICES = "not written for this column: the device row places torch tensors only"
 
 
 def _summary(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,7 +154,7 @@ class _Optax:
 
     def check(self, row: str, inp: Inputs) -> None:
         if row == "device_mismatch":
-            raise Skipped("no GPU on this machine")
+            raise Skipped(ONLY_TORCH_DEVICES)
 
     def params(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
         return {n: self.jnp.asarray(a) for n, a in arrays.items()}
@@ -199,7 +203,7 @@ class _Keras:
         if row == "grad_missing":
             raise NotApplicable("a None gradient is Keras' frozen variable (with a warning): the spec's None")
         if row == "device_mismatch":
-            raise Skipped("no GPU on this machine")
+            raise Skipped(ONLY_TORCH_DEVICES)
 
     def params(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
         return {n: self.keras.Variable(a, name=n) for n, a in arrays.items()}
@@ -303,7 +307,7 @@ class _Reference:
 class _Adapters:
     def check(self, row: str, inp: Inputs) -> None:
         if row == "device_mismatch":
-            raise Skipped("no GPU on this machine")
+            raise Skipped(ONLY_TORCH_DEVICES)
 
     def params(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
         return dict(arrays)

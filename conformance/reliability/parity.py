@@ -190,7 +190,7 @@ def to_markdown(doc: Mapping[str, Any]) -> str:
         "the NaN/inf or integer dtype they were given); **NaN@k** accepted, parameters became "
         "NaN/inf at step k; **crash** the process died; **ok** accepted a valid input; "
         "**refuses valid** refused a valid one; **n/a** no such input in this framework "
-        "(see the notes); **skipped** not on this machine (no GPU here).",
+        "(see the notes); **skipped** not run in that column (no GPU here, or not written).",
         "",
         "| row | spec | " + " | ".join(f"`{c}`" for c in cols) + " |",
         "|---|---|" + "---|" * len(cols),
@@ -237,9 +237,24 @@ def to_markdown(doc: Mapping[str, Any]) -> str:
         "MLX. The reference's API takes flat sequences, so it cannot see a gradient's shape "
         "(the transposed gradient has the right length): the adapters check shapes.",
         "",
-        "Parameters and gradients on different devices: skipped, this machine has no GPU.",
+        _device_note(doc),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _device_note(doc: Mapping[str, Any]) -> str:
+    """Where the parameters-on-GPU, gradients-on-CPU row ran (only on a machine with a GPU)."""
+    cells = doc["cells"].get("device_mismatch", {})
+    ran = [c for c, cell in cells.items() if _label(cell) != "skipped"]
+    if not cells:
+        return "Parameters and gradients on different devices: not in this run's rows."
+    if not ran:
+        return "Parameters and gradients on different devices: skipped, this machine has no GPU."
+    return (
+        "Parameters and gradients on different devices: run on this machine's GPU in "
+        + ", ".join(f"`{c}`" for c in ran)
+        + "; the other columns do not express the row."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

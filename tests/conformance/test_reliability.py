@@ -167,3 +167,77 @@ def test_the_bit_comparison_sees_one_flipped_bit() -> None:
     row = fidelity.compare("x", job, primed, flipped)
     assert row["state_restored"] and not row["continuation_bit_exact"] and not row["bit_exact"]
     assert "after[0].w[0]" in str(row["continuation_difference"])
+
+
+def _f32_bits(x: float) -> str:
+    """Bit pattern (binary64 hex, as the reports store it) of ``x`` rounded to float32."""
+    import numpy as np
+
+    from conformance.reliability.common import bits
+
+    return bits(np.float32(x))[0]
+
+
+def test_continuation_distance_in_ulps_is_hand_derived() -> None:
+    from conformance.reliability.fidelity_jobs import max_ulps
+
+    one, three_up = _f32_bits(1.0), _f32_bits(1.0 + 3 * 2.0**-23)  # float32 ulp at 1 is 2^-23
+    a = [{"w": [one, _f32_bits(0.5)], "z": []}]
+    b = [{"w": [three_up, _f32_bits(0.5)], "z": []}]
+    assert max_ulps(a, a, "float32") == 0.0
+    assert max_ulps(a, b, "float32") == 3.0
+    assert max_ulps({"step": 4, "p": a}, {"step": 4, "p": b}, "float32") == 3.0
+    assert max_ulps({"step": 4}, {"step": 5}, "float32") == math.inf
+    nan = [{"w": [_f32_bits(float("nan")), _f32_bits(0.5)], "z": []}]
+    assert max_ulps(a, nan, "float32") == math.inf
+
+
+def test_cpu_to_gpu_rows_report_restoration_and_distance() -> None:
+    job = {"adapter": "x", "implementation": None, "dtype": "float32", "variant": "plain"}
+    state = {
+        "params": {"w": [_f32_bits(1.0)]},
+        "step": 1,
+        "m": {},
+        "v": {},
+        "v_max": None,
+        "param_steps": None,
+    }
+    primed = {
+        "config": {},
+        "features": [],
+        "saved": state,
+        "after": [{"w": [_f32_bits(1.0)]}],
+        "final": state,
+    }
+    moved = {**state, "params": {"w": [_f32_bits(1.0 + 2.0**-23)]}}
+    resumed = {"loaded": state, "after": [{"w": [_f32_bits(1.0 + 2.0**-22)]}], "final": moved}
+    row = fidelity.compare("x", job, primed, resumed, load_device="cuda")
+    assert row["state_restored"] and row["continuation_max_ulps"] == 2.0
+    doc = {"load_device": "cuda", "m": 1, "versions": {}, "rows": [row]}
+    md = fidelity.to_markdown(doc)
+    assert "load on cuda" in md and "| 2 ulp | restored |" in md
+    assert "1 of 1 cases restore the CPU state on cuda exactly." in md
+
+
+def test_load_device_is_refused_up_front_where_it_cannot_be_used() -> None:
+    with pytest.raises(SystemExit, match="--load-device 'tpu'"):
+        fidelity.main(["--out", "/nonexistent", "--load-device", "tpu"])
+    from conformance.distributed.cases import cuda_devices
+
+    if cuda_devices() == 0:
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            fidelity.main(["--out", "/nonexistent", "--load-device", "cuda"])
+
+
+def test_the_device_note_says_where_the_device_row_ran() -> None:
+    from conformance.reliability.native import ONLY_TORCH_DEVICES
+    from conformance.reliability.parity import _device_note
+
+    skipped = {"outcome": "skipped", "detail": "no GPU on this machine"}
+    not_written = {"outcome": "skipped", "detail": ONLY_TORCH_DEVICES}
+    cpu = {"cells": {"device_mismatch": {"torch-fused": skipped, "optax": not_written}}}
+    assert "skipped, this machine has no GPU" in _device_note(cpu)
+    clear = {"outcome": "clear", "detail": "RuntimeError: ... device type 'cuda'"}
+    gpu = {"cells": {"device_mismatch": {"torch-fused": clear, "optax": not_written}}}
+    assert "run on this machine's GPU in `torch-fused`" in _device_note(gpu)
+    assert "not in this run's rows" in _device_note({"cells": {}})
