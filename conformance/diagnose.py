@@ -299,9 +299,18 @@ def reference_points(
     a = arith if arith is not None else arithmetic(dtype if in_dtype else "float64")
     r = RefStepper(cfg, {k: round_to(v, dtype) for k, v in p0.items()}, a)
     out = [tolerance.RefPoint(r.params(), *r.moments(), dict(r.state.param_steps))]
+    # with param_dtype, the same step without that last rounding gives the unrounded parameters
+    # (the state-precision bound is centred on them)
+    pre = None if cfg.param_dtype is None else RefStepper(cfg.replace(param_dtype=None), r.params(), a)
     for g in grads:
-        r.step({k: None if v is None else round_to(v, dtype) for k, v in g.items()})
-        out.append(tolerance.RefPoint(r.params(), *r.moments(), dict(r.state.param_steps)))
+        gr = {k: None if v is None else round_to(v, dtype) for k, v in g.items()}
+        unrounded = None
+        if pre is not None:
+            pre.state, pre.flat = r.state, r.flat
+            pre.step(gr)
+            unrounded = pre.params()
+        r.step(gr)
+        out.append(tolerance.RefPoint(r.params(), *r.moments(), dict(r.state.param_steps), unrounded))
     return out
 
 
