@@ -36,6 +36,14 @@ def abs_err(expected: F64, got: F64) -> F64:
     return np.where(np.isnan(d), np.inf, d)
 
 
+def bound_ratio(err: F64, bound: Any) -> F64:
+    r""":math:`\text{err}/B` elementwise: 0 where the error is 0 (even against a zero bound),
+    :math:`\infty` where it is undefined (NaN)."""
+    with np.errstate(all="ignore"):
+        ratio = np.where(err == 0, 0.0, err / np.asarray(bound, np.float64))
+    return np.where(np.isnan(ratio), np.inf, ratio)
+
+
 def ulp_of(x: F64, dtype: str) -> F64:
     """Spacing of ``dtype`` at ``|x|`` (elementwise, float64)."""
     fmt = FORMATS[dtype]
@@ -94,8 +102,7 @@ def compare(expected: Traj, got: Traj, bounds: Traj, dtype: str, emulated: Traj 
             with np.errstate(all="ignore"):
                 rel = np.where(d == 0, 0.0, d / np.abs(e))
                 ulps = d / ulp_of(e, dtype)
-                ratio = np.where(d == 0, 0.0, d / np.asarray(bd[name]))
-            ratio = np.where(np.isnan(ratio), np.inf, ratio)
+            ratio = bound_ratio(d, bd[name])
             mt = res.metrics.setdefault(name, {"max_abs": 0.0, "max_rel": 0.0, "max_ulp": 0.0})
             mt["max_abs"] = _worse(mt["max_abs"], float(np.max(d)))
             mt["max_rel"] = _worse(
@@ -144,8 +151,6 @@ def max_ratio(expected: Traj, got: Traj, bounds: Traj) -> float:
             raise ValueError(f"param {name!r}: shape {g.shape[1:]} != {e.shape[1:]}")
         if e.size == 0:
             continue
-        d = abs_err(e, g)
-        with np.errstate(all="ignore"):
-            ratio = np.where(d == 0, 0.0, d / np.stack([np.asarray(b[name], np.float64) for b in bounds]))
-        worst = max(worst, float(np.max(np.where(np.isnan(ratio), np.inf, ratio))))
+        ratio = bound_ratio(abs_err(e, g), np.stack([np.asarray(b[name], np.float64) for b in bounds]))
+        worst = max(worst, float(np.max(ratio)))
     return worst

@@ -363,18 +363,24 @@ def _fmt_counts(bad: Mapping[str, tuple[float | None, int]]) -> str:
 def cuda_devices() -> int:
     """CUDA devices torch sees (0 without an NVIDIA driver; asked in a subprocess, so this
     process never imports torch)."""
+    return cuda_info()[0]
+
+
+def cuda_info() -> tuple[int, str | None]:
+    """(CUDA devices torch sees, the first one's name), asked in one subprocess; (0, None)
+    without an NVIDIA driver."""
     if shutil.which("nvidia-smi") is None:
-        return 0
+        return 0, None
+    code = (
+        "import torch; n = torch.cuda.device_count(); print(n); "
+        "print(torch.cuda.get_device_name(0) if n else '')"
+    )
     try:
-        out = subprocess.run(
-            [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return int(out.stdout.strip() or 0)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        count, _, name = out.stdout.strip().partition("\n")
+        return int(count or 0), name.strip() or None
     except (OSError, ValueError, subprocess.SubprocessError):
-        return 0
+        return 0, None
 
 
 def run_torch(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from typing import Any
 
 from conformance.report import outcome
 from conformance.report.text import cases_of, number, text
+from conformance.threads import cores
 
 #: The status grid's file name.
 GRID_PNG = "verdicts.png"
@@ -44,7 +44,7 @@ def render_plots(report: Mapping[str, Any], out_dir: Path, jobs: int | None = No
     scenarios = sorted(by_scenario)
     # the grid first, then the scenarios with the most cases: dealt round-robin over the lanes
     items: list[str | None] = [None, *sorted(scenarios, key=lambda sc: -len(by_scenario[sc]))]
-    lanes = max(1, min(len(items), jobs if jobs is not None else min(4, _cpus())))
+    lanes = max(1, min(len(items), jobs if jobs is not None else min(4, cores())))
     parts = [
         [(sc, by_scenario[sc] if sc is not None else []) for sc in items[k::lanes]] for k in range(lanes)
     ]
@@ -57,13 +57,6 @@ def render_plots(report: Mapping[str, Any], out_dir: Path, jobs: int | None = No
     else:
         _draw([x for part in parts for x in part], report, out_dir)
     return [out_dir / scenario_png(sc) for sc in scenarios] + [out_dir / GRID_PNG]
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _draw(
