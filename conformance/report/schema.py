@@ -73,7 +73,7 @@ class Envelope(TypedDict):
     platform: str
     frameworks: dict[str, str]  # name -> version
     devices: list[Device]
-    precision: dict[str, Any]  # {"tf32": {...}, "matmul": ...}
+    precision: dict[str, Any]  # {"tf32": {...}, "matmul": ..., "threads": {...}}
     seeds: list[int]
     env: dict[str, str]  # ADAMW_* environment variables
     status: NotRequired[Literal["running", "complete", "interrupted"]]

@@ -515,3 +515,14 @@ def test_cases_too_large_to_predict_keep_no_states(
     case = Executor(torch_adapter, diagnose=False).run(_spec("fused", "basic"))
     rec = case["bit_exact"]
     assert rec["verdict"] == "not_covered" and rec["reason"].startswith("1120 element-steps")
+
+
+def test_stored_parameters_without_their_unrounded_value_get_one_rounding_each_side() -> None:
+    """Where the reference did not record the unrounded parameter (a RefPoint made elsewhere),
+    the bound is the carried difference plus 2 u_s |theta|: 0.25 + 2 * 2**-8 * 2 for bfloat16."""
+    cfg = get_profile("torch").config.replace(param_dtype="bfloat16")
+    gap = tolerance.StoredGap(cfg, 2.0**-24, 12.0)
+    point = tolerance.RefPoint({"w": np.array([2.0])}, {"w": np.zeros(1)}, {"w": np.zeros(1)}, None)
+    assert gap.param_gap("w", point, np.array([0.25])).tolist() == [0.25 + 2.0**-6]
+    known = tolerance.RefPoint(point.params, point.m, point.v, None, params_unrounded={"w": np.array([2.0])})
+    assert gap.param_gap("w", known, np.array([2.0**-20])).tolist() == [0.0]  # no boundary within reach

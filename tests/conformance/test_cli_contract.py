@@ -120,6 +120,8 @@ BAD = [
     (["--jobs", "0"], "--jobs"),
     (["--jobs", "-5"], "--jobs"),
     (["--jobs", "two"], "--jobs"),
+    (["--threads", "0"], "--threads"),
+    (["--threads", "1.5"], "--threads"),
     (["--timeout", "nan"], "--timeout"),
     (["--timeout", "0"], "--timeout"),
     (["--timeout", "inf"], "--timeout"),

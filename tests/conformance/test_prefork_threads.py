@@ -204,3 +204,21 @@ def test_report_header_records_threads(tmp_path: Path) -> None:
     report = _run(tmp_path, "--adapter", "reference", "--scenario", "basic", "--threads", "3")
     assert report["envelope"]["precision"]["threads"]["OMP_NUM_THREADS"] == "3"
     assert json.dumps(report["envelope"]["precision"])  # serialisable as written
+
+
+def test_the_header_states_the_matmul_precision_of_a_jax_worker(tmp_path: Path) -> None:
+    """The worker imports the adapter's frameworks before it sets their precision: Optax imports
+    JAX lazily, at the first case, which the setting and the header used to miss."""
+    pytest.importorskip("optax")
+    sel = ["--adapter", "optax", "--scenario", "basic", "--dtype", "float32", "--mode", "free"]
+    report = _run(tmp_path, *sel)
+    assert report["envelope"]["precision"]["matmul"]["jax_default_matmul_precision"] == "highest"
+
+
+def test_a_worker_ends_with_its_atexit_handlers_and_status() -> None:
+    code = (
+        "import atexit; from conformance.worker import exit_now; "
+        "atexit.register(lambda: print('handler ran', flush=True)); exit_now(3)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3 and "handler ran" in res.stdout, res
